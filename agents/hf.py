@@ -1,0 +1,481 @@
+"""The `hf` policy backend: transformers models on CPU or GPU.
+
+`HFPolicy.generate` runs its own sampling loop over the KV cache (not `model.generate`) so that it
+controls per-sequence stopping (EOS or stop strings) and records the policy's own log-probs: the
+log-softmax of the temperature-1 logits of the rollout weights at each chosen token, whatever
+temperature / top-p was used for sampling. `sequence_logprobs` recomputes exactly those log-probs
+for given prompt/response ids (the trainer's old log-probs and loss); the two agree to float
+rounding (about 1e-6 in float32).
+
+Conventions:
+- Prompts are the chat template applied with ``add_generation_prompt=True`` and encoded without
+  extra special tokens (templates carry their own BOS where a model needs one).
+- ``Generation.response_ids`` include the EOS token when one was produced; ``logprobs`` has one entry
+  per response id.
+- Stop strings: generation stops at the first token whose decoded text completes a stop string;
+  ``text`` is cut right after the stop string (which is kept), ``response_ids`` end with that token
+  (so ``decode(response_ids)`` starts with ``text`` and may only extend past it by the rest of
+  that last token).
+- ``text`` is decoded with special tokens skipped (the EOS never appears in it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .policy import Generation, Request, SamplingParams
+
+__all__ = ["HFPolicy", "sequence_logprobs", "resolve_model_path"]
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def resolve_model_path(model_path, gguf_file: str | None = None) -> tuple[Path, str | None]:
+    """Check that `model_path` is loadable; return (folder, gguf_file).
+
+    Accepts a folder with ``config.json`` (a transformers model folder), a folder holding
+    `gguf_file`, or a path to a ``.gguf`` file itself. Raises FileNotFoundError naming the path and
+    what was expected otherwise.
+    """
+    p = Path(os.path.expanduser(str(model_path)))
+    expected = (
+        "expected a transformers model folder containing config.json, "
+        "or a .gguf file (pass the folder and gguf_file=, or the .gguf path itself)"
+    )
+    if p.is_file() and p.suffix == ".gguf":
+        if gguf_file is not None and Path(gguf_file).name != p.name:
+            raise ValueError(f"model path {str(p)!r} is a .gguf file but gguf_file={gguf_file!r} names another file")
+        return p.parent, p.name
+    if not p.exists():
+        raise FileNotFoundError(f"HFPolicy: model path {str(p)!r} does not exist; {expected}")
+    if not p.is_dir():
+        raise FileNotFoundError(f"HFPolicy: model path {str(p)!r} is not a model folder; {expected}")
+    if gguf_file is not None:
+        g = Path(gguf_file)
+        target = g if g.is_absolute() else p / g
+        if not target.is_file():
+            raise FileNotFoundError(
+                f"HFPolicy: gguf_file {gguf_file!r} not found in {str(p)!r}; {expected}"
+            )
+        return target.parent, target.name
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(
+            f"HFPolicy: {str(p)!r} is not a model folder (no config.json in it); {expected}"
+        )
+    return p, None
+
+
+def _resolve_dtype(dtype, device: str):
+    if dtype is None:
+        return torch.float32 if str(device).startswith("cpu") else "auto"
+    if isinstance(dtype, str) and dtype != "auto":
+        return getattr(torch, dtype)
+    return dtype
+
+
+# --------------------------------------------------------------------------------------------
+# model-call helpers (robust to the transformers 4 -> 5 `past_key_values` -> `cache` rename)
+
+
+def _base_model(model):
+    get = getattr(model, "get_base_model", None)  # peft wrappers
+    return get() if callable(get) else model
+
+
+def _cache_kwarg(model) -> str:
+    try:
+        params = inspect.signature(_base_model(model).forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=_base_model(model).config)
+    except TypeError:
+        return DynamicCache()
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, L - len(s) :] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, L - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# log-probs of given responses
+
+
+def sequence_logprobs(
+    model,
+    prompt_ids_list: Sequence[Sequence[int]],
+    response_ids_list: Sequence[Sequence[int]],
+    pad_id: int,
+    return_entropy: bool = False,
+):
+    """Per-token log-probs of each response given its prompt, under `model`'s current weights.
+
+    Rows are ``prompt + response``, right-padded, with position ids ``0..n-1`` and an attention
+    mask over real tokens. Runs with gradients when torch grad is enabled (call it under
+    `torch.no_grad()` / `inference_mode()` for old log-probs).
+
+    Returns ``(logp, mask, entropy)``: ``logp`` float32 ``[B, Tresp]`` (0 where masked), ``mask`` bool
+    ``[B, Tresp]`` (True on real response tokens), ``entropy`` ``[B, Tresp]`` of the temperature-1
+    next-token distribution at each response position (0 where masked) when `return_entropy`,
+    else None. ``Tresp`` is the longest response.
+    """
+    B = len(prompt_ids_list)
+    if B != len(response_ids_list):
+        raise ValueError("prompt_ids_list and response_ids_list differ in length")
+    device = next(model.parameters()).device
+    if B == 0:
+        z = torch.zeros((0, 0), device=device)
+        return z, z.bool(), (z if return_entropy else None)
+    p_lens = [len(p) for p in prompt_ids_list]
+    r_lens = [len(r) for r in response_ids_list]
+    if min(p_lens) < 1:
+        raise ValueError("every prompt needs at least one token (the first response token is predicted from it)")
+    T = max(r_lens)
+    if T == 0:
+        z = torch.zeros((B, 0), device=device)
+        return z, z.bool(), (z if return_entropy else None)
+    L = max(p + r for p, r in zip(p_lens, r_lens))
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    attn = torch.zeros((B, L), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompt_ids_list, response_ids_list)):
+        n = len(p) + len(r)
+        ids[i, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
+        if len(r):
+            ids[i, len(p) : n] = torch.as_tensor(list(r), dtype=torch.long)
+        attn[i, :n] = 1
+    position_ids = torch.arange(L, dtype=torch.long).unsqueeze(0).expand(B, L)
+
+    # Only the window of positions that predict some response token goes through the LM head.
+    lo = min(p_lens) - 1
+    keep = L - lo
+    ids, attn, position_ids = ids.to(device), attn.to(device), position_ids.to(device)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False, logits_to_keep=keep)
+    logits = out.logits[:, -keep:].float()  # [B, keep, V]; column j predicts token lo + j + 1
+    logsm = torch.log_softmax(logits, dim=-1)
+    nxt = torch.cat([ids[:, lo + 1 :], ids.new_full((B, 1), pad_id)], dim=1)  # [B, keep]
+    tok_logp = logsm.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)  # [B, keep]
+
+    p_t = torch.as_tensor(p_lens, device=device).unsqueeze(1)
+    r_t = torch.as_tensor(r_lens, device=device).unsqueeze(1)
+    ar = torch.arange(T, device=device).unsqueeze(0)
+    mask = ar < r_t  # [B, T]
+    cols = (p_t - 1 - lo + ar).clamp(max=keep - 1)
+    logp = tok_logp.gather(1, cols).masked_fill(~mask, 0.0)
+    entropy = None
+    if return_entropy:
+        ent = -(logsm.exp() * logsm).sum(-1)  # [B, keep]
+        entropy = ent.gather(1, cols).masked_fill(~mask, 0.0)
+    return logp, mask, entropy
+
+
+# --------------------------------------------------------------------------------------------
+# the policy
+
+
+class HFPolicy:
+    """Policy backend on a transformers causal LM (see the module docstring for conventions).
+
+    ``model_or_path``: a loaded model (then pass `tokenizer`, or it is loaded from the model's
+    ``name_or_path``) or a path: a model folder with config.json, or a .gguf file / folder plus
+    ``gguf_file=``. ``max_prompt_tokens`` keeps only the last N prompt tokens when set.
+    """
+
+    needs_expert_action = False
+
+    def __init__(
+        self,
+        model_or_path: Any,
+        tokenizer: Any = None,
+        device: str = "cpu",
+        dtype: Any = None,
+        gguf_file: str | None = None,
+        max_prompt_tokens: int | None = None,
+        batch_size: int = 64,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if isinstance(model_or_path, (str, os.PathLike)):
+            folder, gguf = resolve_model_path(model_or_path, gguf_file)
+            kw: dict[str, Any] = {"dtype": _resolve_dtype(dtype, device)}
+            if gguf is not None:
+                kw["gguf_file"] = gguf
+            model = AutoModelForCausalLM.from_pretrained(str(folder), **kw)
+            if tokenizer is None:
+                tkw = {"gguf_file": gguf} if gguf is not None else {}
+                tokenizer = AutoTokenizer.from_pretrained(str(folder), **tkw)
+            model.to(device)
+            model.eval()
+        else:
+            model = model_or_path
+            if dtype is not None:
+                model.to(_resolve_dtype(dtype, device))
+            if tokenizer is None:
+                name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+                if not name or not Path(str(name)).exists():
+                    raise ValueError("HFPolicy: pass tokenizer= when giving a model object without a local name_or_path")
+                tokenizer = AutoTokenizer.from_pretrained(str(name))
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.max_prompt_tokens = max_prompt_tokens
+        self.batch_size = int(batch_size)
+        self.eos_token_ids = self._find_eos_ids()
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = self.eos_token_ids[0]
+        self.pad_token_id = int(pad)
+        self._cache_kw = _cache_kwarg(model)
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _find_eos_ids(self) -> list[int]:
+        ids: list[int] = []
+
+        def add(x):
+            if x is None:
+                return
+            for v in x if isinstance(x, (list, tuple)) else [x]:
+                if v is not None and int(v) >= 0 and int(v) not in ids:
+                    ids.append(int(v))
+
+        add(self.tokenizer.eos_token_id)
+        vocab = self.tokenizer.get_vocab()
+        if "<|im_end|>" in vocab:
+            add(vocab["<|im_end|>"])
+        gen_cfg = getattr(self.model, "generation_config", None)
+        if gen_cfg is not None:
+            add(getattr(gen_cfg, "eos_token_id", None))
+        if not ids:
+            raise ValueError("HFPolicy: the tokenizer defines no EOS token")
+        return ids
+
+    def encode_prompt(self, request: Request) -> list[int]:
+        """Token ids of the chat template applied to the request (with the generation prompt)."""
+        return self.encode_prompts([request])[0]
+
+    def encode_prompts(self, requests: Sequence[Request]) -> list[list[int]]:
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise ValueError("HFPolicy: the tokenizer has no chat template")
+        texts = [
+            self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests
+        ]
+        enc = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        out = [list(e) for e in enc]
+        if self.max_prompt_tokens is not None:
+            out = [e[-self.max_prompt_tokens :] if len(e) > self.max_prompt_tokens else e for e in out]
+        return out
+
+    def _forward(self, ids, attn, pos, cache, keep_last: bool = True):
+        kw = {self._cache_kw: cache}
+        out = self.model(
+            input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1 if keep_last else 0, **kw
+        )
+        return out.logits[:, -1, :].float()
+
+    # ---- the Policy protocol ---------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request], sampling: SamplingParams | None = None) -> list[Generation]:
+        sampling = sampling or SamplingParams()
+        requests = list(requests)
+        if not requests:
+            return []
+        prompts = self.encode_prompts(requests)
+        gen = torch.Generator(device=self.device)
+        if sampling.seed is not None:
+            gen.manual_seed(int(sampling.seed))
+        else:
+            gen.seed()
+        results: list[Generation] = []
+        for start in range(0, len(prompts), self.batch_size):
+            results.extend(self.generate_from_ids(prompts[start : start + self.batch_size], sampling, gen))
+        return results
+
+    def __call__(self, requests, sampling=None):
+        return self.generate(requests, sampling)
+
+    def generate_from_ids(
+        self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, generator: torch.Generator | None = None
+    ) -> list[Generation]:
+        """Sample continuations of already-encoded prompts (one batch; no chunking).
+
+        The model runs in eval mode under `torch.inference_mode` (its training flag is restored after).
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                return self._generate_batch(prompts, sampling, generator)
+        finally:
+            self.model.train(was_training)
+
+    def _generate_batch(
+        self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, generator: torch.Generator | None
+    ) -> list[Generation]:
+        if generator is None:
+            generator = torch.Generator(device=self.device)
+            if sampling.seed is not None:
+                generator.manual_seed(int(sampling.seed))
+            else:
+                generator.seed()
+        B = len(prompts)
+        if B == 0:
+            return []
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("HFPolicy: empty prompt")
+        max_new = int(sampling.max_new_tokens)
+        prompts = [list(map(int, p)) for p in prompts]
+        if max_new <= 0:
+            return [Generation(text="", prompt_ids=p, truncated=True) for p in prompts]
+        greedy = bool(sampling.greedy) or sampling.temperature is None or float(sampling.temperature) <= 0.0
+        temperature = float(sampling.temperature) if not greedy else 1.0
+        top_p = float(sampling.top_p) if sampling.top_p is not None else 1.0
+        stops = tuple(s for s in (sampling.stop or ()) if s)
+        dev = self.device
+        tok = self.tokenizer
+        eos = torch.as_tensor(self.eos_token_ids, device=dev)
+
+        ids, attn_prompt = _left_pad(prompts, self.pad_token_id, dev)
+        L = ids.shape[1]
+        # Preallocated attention mask over prompt + generated tokens; sliced per step.
+        attn = torch.zeros((B, L + max_new), dtype=torch.long, device=dev)
+        attn[:, :L] = attn_prompt
+        pos = (attn_prompt.cumsum(-1) - 1).clamp(min=0)
+        next_pos = attn_prompt.sum(-1)  # [B] position of the next token per row
+
+        resp: list[list[int]] = [[] for _ in range(B)]
+        resp_lp: list[list[float]] = [[] for _ in range(B)]
+        finish = ["length"] * B  # "eos" | "stop" | "length"
+        stop_text: dict[int, str] = {}
+
+        cache = _new_cache(self.model)
+        logits = self._forward(ids, attn[:, :L], pos, cache)
+        active_list = list(range(B))  # original row index of each row still in the batch
+
+        for t in range(max_new):
+            logsm = torch.log_softmax(logits, dim=-1)
+            if greedy:
+                nxt = logits.argmax(-1)
+            else:
+                nxt = self._sample(logits, temperature, top_p, generator)
+            lp = logsm.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+            done_list = torch.isin(nxt, eos).tolist()
+            for r, tk, l, d in zip(active_list, nxt.tolist(), lp.tolist(), done_list):
+                resp[r].append(tk)
+                resp_lp[r].append(l)
+                if d:
+                    finish[r] = "eos"
+            if stops:
+                check = [j for j, r in enumerate(active_list) if not done_list[j]]
+                if check:
+                    texts = tok.batch_decode([resp[active_list[j]] for j in check], skip_special_tokens=True)
+                    for j, text in zip(check, texts):
+                        cut = _first_stop(text, stops)
+                        if cut is not None:
+                            r = active_list[j]
+                            finish[r] = "stop"
+                            stop_text[r] = text[:cut]
+                            done_list[j] = True
+            if t == max_new - 1:
+                break
+            keep = [j for j, d in enumerate(done_list) if not d]
+            if not keep:
+                break
+            if len(keep) < len(active_list):
+                sel = torch.as_tensor(keep, device=dev)
+                cache.batch_select_indices(sel)
+                attn = attn[sel]
+                next_pos = next_pos[sel]
+                nxt = nxt[sel]
+                active_list = [active_list[j] for j in keep]
+            attn[:, L + t] = 1
+            logits = self._forward(nxt.unsqueeze(1), attn[:, : L + t + 1], next_pos.unsqueeze(1), cache)
+            next_pos = next_pos + 1
+
+        results = []
+        for r in range(B):
+            text = stop_text[r] if finish[r] == "stop" else tok.decode(resp[r], skip_special_tokens=True)
+            results.append(
+                Generation(
+                    text=text,
+                    prompt_ids=prompts[r],
+                    response_ids=resp[r],
+                    logprobs=resp_lp[r],
+                    truncated=finish[r] == "length",
+                )
+            )
+        return results
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
+        scaled = logits / temperature if temperature != 1.0 else logits
+        probs = torch.softmax(scaled, dim=-1)
+        if top_p < 1.0:
+            sp, si = probs.sort(dim=-1, descending=True)
+            cum = sp.cumsum(-1)
+            sp = sp.masked_fill(cum - sp > top_p, 0.0)  # keep the smallest prefix with mass >= top_p
+            choice = torch.multinomial(sp, 1, generator=generator)
+            return si.gather(-1, choice).squeeze(-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    # ---- training support ---------------------------------------------------------------------
+
+    def logprobs(
+        self,
+        prompt_ids_list: Sequence[Sequence[int]],
+        response_ids_list: Sequence[Sequence[int]],
+        batch_size: int | None = None,
+    ) -> list[torch.Tensor]:
+        """Per-token log-probs (1-D tensor per sample) of each response under the current weights.
+
+        Batches rows of similar length together; keeps gradients when grad is enabled.
+        """
+        n = len(prompt_ids_list)
+        bs = int(batch_size or self.batch_size)
+        order = sorted(range(n), key=lambda i: -(len(prompt_ids_list[i]) + len(response_ids_list[i])))
+        out: list[torch.Tensor | None] = [None] * n
+        for s in range(0, n, bs):
+            idx = order[s : s + bs]
+            logp, _, _ = sequence_logprobs(
+                self.model,
+                [prompt_ids_list[i] for i in idx],
+                [response_ids_list[i] for i in idx],
+                self.pad_token_id,
+            )
+            for k, i in enumerate(idx):
+                out[i] = logp[k, : len(response_ids_list[i])]
+        return out  # type: ignore[return-value]
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """End index (exclusive) of the earliest stop string occurrence in `text`, or None."""
+    best = None
+    for s in stops:
+        i = text.find(s)
+        if i >= 0:
+            end = i + len(s)
+            if best is None or i < best[0] or (i == best[0] and end < best[1]):
+                best = (i, end)
+    return None if best is None else best[1]

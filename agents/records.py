@@ -1,0 +1,100 @@
+"""What a rollout records: one `StepRecord` per agent decision, grouped into `Trajectory`s.
+
+The fields follow algorithms.md §0.3 (uid -> `group_id`, traj_uid -> `traj_id`, turn_idx -> `turn`,
+anchor_obs -> `anchor`, is_action_valid -> `valid`). Trajectories round-trip through JSONL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+
+@dataclass
+class StepRecord:
+    group_id: int
+    traj_id: int
+    turn: int
+    #: The chat that was sent to the policy (memory-built prompt, §0.2 layout 1).
+    messages: list[dict[str, Any]]
+    prompt_ids: list[int]
+    response_ids: list[int]
+    #: Log-probs of response_ids under the rollout weights (the trainer recomputes its own).
+    logprobs: list[float]
+    response: str  # raw model text
+    action: str | None  # what the parser extracted
+    well_formed: bool
+    parse_reason: str
+    valid: bool  # well formed and admissible for the env
+    reward: float
+    anchor: str  # pre-action state key (§1.3)
+    observation: str  # pre-action observation text
+    episode_return: float = 0.0  # filled in when the trajectory ends
+    done: bool = False
+    truncated_response: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Trajectory:
+    traj_id: int
+    group_id: int
+    seed: int
+    steps: list[StepRecord] = field(default_factory=list)
+    won: bool = False
+    episode_return: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    error: str | None = None  # set when the env failed (raised, hung, its worker died)
+    task: str = ""
+
+    @property
+    def length(self) -> int:
+        return len(self.steps)
+
+    def finish(self) -> None:
+        self.episode_return = float(sum(s.reward for s in self.steps))
+        for s in self.steps:
+            s.episode_return = self.episode_return
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Trajectory":
+        data = dict(data)
+        step_names = {f.name for f in fields(StepRecord)}
+        steps = [StepRecord(**{k: v for k, v in s.items() if k in step_names}) for s in data.pop("steps", [])]
+        names = {f.name for f in fields(cls)}
+        return cls(steps=steps, **{k: v for k, v in data.items() if k in names})
+
+
+def write_jsonl(trajectories: Iterable[Trajectory], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for t in trajectories:
+            f.write(json.dumps(t.to_json(), ensure_ascii=False, default=_jsonable) + "\n")
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[Trajectory]:
+    out = []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Trajectory.from_json(json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: not a groupwise trajectory line ({exc})") from exc
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    # numpy scalars and arrays sneak in through env infos
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,169 @@
+"""The multi-turn rollout engine.
+
+`collect` resets G copies of each task (same seed, so the same start state), then loops: build one
+prompt per *running* episode from its memory, generate all of them in one batched call, parse the
+actions, step only those environments, record a `StepRecord` per decision. Finished episodes are
+never sent to the policy again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from agents.policy import Policy, Request, SamplingParams
+from agents.prompts import PromptBuilder
+from agents.records import StepRecord, Trajectory
+
+# info keys worth keeping on each step record (the rest can be large or unserialisable)
+_KEPT_INFO = ("won", "valid_action", "error", "failed", "task_type", "ground_truth")
+
+
+@dataclass
+class Rollout:
+    trajectories: list[Trajectory]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        return [s for t in self.trajectories for s in t.steps]
+
+
+def collect(
+    pool: Any,
+    policy: Policy,
+    seeds: Sequence[int],
+    group_size: int,
+    sampling: SamplingParams | None = None,
+    prompt: PromptBuilder | None = None,
+    max_turns: int = 1000,
+    progress: bool = False,
+    first_group_id: int = 0,
+) -> Rollout:
+    """Play `group_size` episodes of each task seed with `policy`; return trajectories and metrics.
+
+    The pool must hold at least `len(seeds) * group_size` environments. Group ids are
+    `first_group_id + task index`; trajectory ids are the env slots offset by the group ids, unique
+    within one call.
+    """
+    sampling = sampling or SamplingParams()
+    prompt = prompt or PromptBuilder()
+    n = len(seeds) * group_size
+    if n == 0:
+        return Rollout([], {})
+    if n > pool.num_envs:
+        raise ValueError(f"{len(seeds)} tasks x group size {group_size} = {n} episodes, "
+                         f"but the pool holds only {pool.num_envs} environments")
+    t_start = time.perf_counter()
+    timer = {"generation": 0.0, "env": 0.0}
+
+    env_seeds = [int(s) for s in seeds for _ in range(group_size)]
+    t0 = time.perf_counter()
+    observations, infos = pool.reset(seeds=env_seeds)
+    timer["env"] += time.perf_counter() - t0
+
+    trajs = [
+        Trajectory(traj_id=first_group_id * group_size + i, group_id=first_group_id + i // group_size,
+                   seed=env_seeds[i], task=str(infos[i].get("task", "")))
+        for i in range(n)
+    ]
+    running = []
+    for i in range(n):
+        if infos[i].get("failed"):
+            trajs[i].error, trajs[i].truncated = infos[i].get("error", "reset failed"), True
+        else:
+            running.append(i)
+
+    tokens = 0
+    bar = tqdm(total=n, desc="episodes", disable=not progress, leave=False)
+    turn = 0
+    while running and turn < max_turns:
+        requests = [_request(prompt, trajs[i], observations[i], infos[i]) for i in running]
+        if getattr(policy, "needs_expert_action", False):
+            t0 = time.perf_counter()
+            for r, a in zip(requests, pool.call("expert_action", running)):
+                r.meta["expert_action"] = a
+            timer["env"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        turn_sampling = sampling if sampling.seed is None else _reseed(sampling, sampling.seed + 7919 * turn)
+        generations = policy.generate(requests, turn_sampling)
+        timer["generation"] += time.perf_counter() - t0
+
+        parsed = [prompt.action_format.parse(g.text) for g in generations]
+        t0 = time.perf_counter()
+        results = pool.step({i: (p.action or "") for i, p in zip(running, parsed)})
+        timer["env"] += time.perf_counter() - t0
+
+        still = []
+        for i, req, gen, p in zip(running, requests, generations, parsed):
+            obs, reward, terminated, truncated, info = results[i]
+            traj = trajs[i]
+            tokens += len(gen.response_ids)
+            traj.steps.append(StepRecord(
+                group_id=traj.group_id, traj_id=traj.traj_id, turn=turn, messages=req.messages,
+                prompt_ids=list(gen.prompt_ids), response_ids=list(gen.response_ids),
+                logprobs=[float(x) for x in gen.logprobs], response=gen.text, action=p.action,
+                well_formed=p.well_formed, parse_reason=p.reason,
+                valid=bool(p.well_formed and info.get("valid_action", True)),
+                reward=float(reward), anchor=str(observations[i]["anchor"]),
+                observation=observations[i]["text"], done=bool(terminated or truncated),
+                truncated_response=gen.truncated,
+                info={k: info[k] for k in _KEPT_INFO if k in info},
+            ))
+            observations[i], infos[i] = obs, info
+            if terminated or truncated:
+                traj.won, traj.terminated, traj.truncated = bool(info.get("won")), bool(terminated), bool(truncated)
+                traj.error = info.get("error")
+                bar.update(1)
+            else:
+                still.append(i)
+        running = still
+        turn += 1
+    for i in running:  # hit max_turns: the engine's own cap, reported as truncation
+        trajs[i].truncated = True
+    bar.close()
+    for t in trajs:
+        t.finish()
+    wall = time.perf_counter() - t_start
+    return Rollout(trajs, rollout_metrics(trajs, tokens, wall, timer))
+
+
+def _request(prompt: PromptBuilder, traj: Trajectory, obs: dict, info: dict) -> Request:
+    history = [(s.observation, s.action if s.action is not None else "(invalid)") for s in traj.steps]
+    admissible = info.get("admissible_actions")
+    messages = prompt.messages(obs["text"], history, step=len(traj.steps), admissible=admissible)
+    images = list(obs.get("images") or ())
+    return Request(messages=messages, images=images, meta={"admissible_actions": admissible})
+
+
+def _reseed(sampling: SamplingParams, seed: int) -> SamplingParams:
+    from dataclasses import replace
+
+    return replace(sampling, seed=seed)
+
+
+def rollout_metrics(trajs: Sequence[Trajectory], tokens: int, wall: float, timer: dict[str, float]) -> dict[str, float]:
+    """Success, return, length, invalid-action rate, tokens and the wall-time split of a collection."""
+    n = max(len(trajs), 1)
+    steps = [s for t in trajs for s in t.steps]
+    n_steps = max(len(steps), 1)
+    other = max(wall - timer["generation"] - timer["env"], 0.0)
+    return {
+        "success": sum(t.won for t in trajs) / n,
+        "return": sum(t.episode_return for t in trajs) / n,
+        "steps": len(steps) / n,
+        "invalid_rate": sum(not s.valid for s in steps) / n_steps,
+        "malformed_rate": sum(not s.well_formed for s in steps) / n_steps,
+        "failed_episodes": float(sum(t.error is not None for t in trajs)),
+        "episodes": float(len(trajs)),
+        "tokens_generated": float(tokens),
+        "time_total": wall,
+        "time_generation": timer["generation"],
+        "time_env": timer["env"],
+        "time_engine": other,
+        "engine_share": other / wall if wall > 0 else 0.0,
+    }

@@ -1,0 +1,40 @@
+"""groupwise algorithms: the StepTable batch, advantage estimators (registry) and policy losses.
+
+    from algos import StepTable, compute_advantages
+    adv = compute_advantages("gigpo", StepTable.from_records(steps), invalid_penalty=0.1)
+
+Importing `algos` registers the built-in estimators; it imports numpy and torch only.
+"""
+
+from algos import grpo as _grpo  # noqa: F401  (registers "grpo")
+from algos.advantages import (
+    advantage_diagnostics,
+    compute_advantages,
+    compute_diagnostics,
+    discounted_returns,
+    episode_advantages,
+    episode_returns,
+    estimator_options,
+    group_normalize,
+    list_estimators,
+    register_estimator,
+)
+from algos.gigpo import gigpo_diagnostics, step_group_codes
+from algos.losses import (
+    AGG_MODES,
+    agg_loss,
+    entropy_from_logits,
+    low_var_kl,
+    masked_mean,
+    ppo_clip_loss,
+    ppo_clip_token_loss,
+)
+from algos.steptable import StepTable
+
+__all__ = [
+    "AGG_MODES", "StepTable", "advantage_diagnostics", "agg_loss", "compute_advantages",
+    "compute_diagnostics", "discounted_returns", "entropy_from_logits", "episode_advantages",
+    "episode_returns", "estimator_options", "gigpo_diagnostics", "group_normalize", "list_estimators",
+    "low_var_kl", "masked_mean", "ppo_clip_loss", "ppo_clip_token_loss", "register_estimator",
+    "step_group_codes",
+]

@@ -1,0 +1,300 @@
+"""The advantage-estimator registry and the pieces estimators share.
+
+An estimator is a function `fn(table: StepTable, *, opt=default, ...) -> np.ndarray` returning one
+float per row (row order); its keyword-only parameters are its config and its docstring documents
+them. Register it with `@register_estimator("name")` and call it through
+
+    compute_advantages("gigpo", table, gamma=0.95, invalid_penalty=0.1)
+
+which checks the name and the options (unknown ones are a TypeError naming them) and returns a
+float64 array. `compute_diagnostics` returns a flat dict of floats for the trainer's logger.
+
+Shared pieces (all vectorised over rows; references are to algorithms.md):
+    discounted_returns   G_t = sum_k gamma^(k-t) r_k inside each trajectory (§1.1 step 1)
+    episode_returns      R(tau) = sum_t r_t, copied onto every row of the trajectory (§0.1)
+    group_normalize      (x - mean_g) or (x - mean_g) / (std_u_g + eps) within integer-coded groups
+    episode_advantages   the GRPO / GiGPO episode term incl. the invalid-action penalty (§1.1 steps 2-3, §0.7)
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from algos.steptable import StepTable
+
+NORM_MODES = ("mean_norm", "mean_std_norm")
+STATS_OVER = ("steps", "trajs")
+
+Estimator = Callable[..., np.ndarray]
+Diagnostics = Callable[..., dict[str, float]]
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+
+@dataclass(frozen=True)
+class _Entry:
+    fn: Estimator
+    options: dict[str, Any]  # option name -> default, in signature order
+    diagnostics: Diagnostics | None
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_estimator(
+    name: str, *, diagnostics: Diagnostics | None = None
+) -> Callable[[Estimator], Estimator]:
+    """Decorator registering `fn(table, *, opt=default, ...)` as the estimator `name`.
+
+    Every parameter after `table` must be keyword-only with a default. `diagnostics`, if given, is
+    `fn(table, *, <any subset of the estimator's options>) -> dict[str, float]` (extra estimator
+    statistics, e.g. GiGPO's step-group sizes) merged into `compute_diagnostics`.
+    Registering a different function under a taken name is a ValueError.
+    """
+
+    def decorator(fn: Estimator) -> Estimator:
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"estimator {name!r}: the first parameter must be the positional `table`")
+        options = {}
+        for p in params[1:]:
+            if p.kind is not p.KEYWORD_ONLY or p.default is p.empty:
+                raise TypeError(f"estimator {name!r}: option {p.name!r} must be keyword-only with a default")
+            options[p.name] = p.default
+        old = _REGISTRY.get(name)
+        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"estimator {name!r} is already registered ({old.fn.__module__}.{old.fn.__qualname__})")
+        _REGISTRY[name] = _Entry(fn, options, diagnostics)
+        return fn
+
+    return decorator
+
+
+def list_estimators() -> list[str]:
+    """Names of the registered estimators, sorted."""
+    return sorted(_REGISTRY)
+
+
+def estimator_options(name: str) -> dict[str, Any]:
+    """The options of estimator `name` with their defaults."""
+    return dict(_lookup(name).options)
+
+
+def _lookup(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(list_estimators())
+        raise ValueError(f"unknown advantage estimator {name!r}.{hint} Known estimators: {known}")
+    return _REGISTRY[name]
+
+
+def _check_options(name: str, entry: _Entry, cfg: dict[str, Any]) -> None:
+    unknown = [k for k in cfg if k not in entry.options]
+    if unknown:
+        accepted = ", ".join(f"{k}={v!r}" for k, v in entry.options.items()) or "(none)"
+        close = difflib.get_close_matches(unknown[0], list(entry.options), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"estimator {name!r} got unknown option(s) {', '.join(map(repr, unknown))}.{hint} "
+                        f"Accepted options (defaults): {accepted}")
+
+
+def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:
+    """Advantages of estimator `name` for every row of `table` (float64, row order).
+
+    `cfg` are the estimator's options; see `estimator_options(name)` and the estimator's docstring.
+    Unknown `name` -> ValueError listing the known estimators; unknown option -> TypeError.
+    """
+    entry = _lookup(name)
+    _check_options(name, entry, cfg)
+    if not isinstance(table, StepTable):
+        raise TypeError(f"compute_advantages expects a StepTable, got {type(table).__name__}")
+    adv = np.asarray(entry.fn(table, **cfg), dtype=np.float64)
+    if adv.shape != (len(table),):
+        raise RuntimeError(f"estimator {name!r} returned shape {adv.shape}, expected ({len(table)},)")
+    return adv
+
+
+def compute_diagnostics(
+    name: str, table: StepTable, advantages: np.ndarray | None = None, **cfg: Any
+) -> dict[str, float]:
+    """Flat `{metric: float}` for logging: `advantage_diagnostics` plus the estimator's own.
+
+    Pass the `advantages` already computed with the same `cfg` to avoid computing them again.
+    """
+    entry = _lookup(name)
+    _check_options(name, entry, cfg)
+    if advantages is None:
+        advantages = compute_advantages(name, table, **cfg)
+    out = advantage_diagnostics(table, advantages)
+    if entry.diagnostics is not None:
+        accepted = inspect.signature(entry.diagnostics).parameters
+        out.update(entry.diagnostics(table, **{k: v for k, v in cfg.items() if k in accepted}))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def discounted_returns(table: StepTable, gamma: float) -> np.ndarray:
+    """Step returns G_t = sum_{k>=t} gamma^(k-t) r_k within each trajectory (§1.1 step 1).
+
+    The table holds only active steps; k runs over a trajectory's rows in turn order (gaps in the
+    turn numbers are not discounted). Vectorised across trajectories: rows are sorted by
+    (trajectory, turn) once, laid out as a zero-padded (n_trajs, max_T) matrix, and a backward pass
+    over the T columns accumulates G[:, t] = r[:, t] + gamma * G[:, t+1].
+    """
+    n = len(table)
+    if n == 0:
+        return np.zeros(0)
+    rows = table.time_order
+    traj, pos = table.traj_codes[rows], table.position[rows]
+    rewards = np.zeros((table.n_trajs, int(table.traj_lengths.max())))
+    rewards[traj, pos] = table.reward[rows]
+    returns = np.zeros_like(rewards)
+    running = np.zeros(table.n_trajs)
+    for t in range(rewards.shape[1] - 1, -1, -1):  # loop over time, not rows
+        running = rewards[:, t] + gamma * running
+        returns[:, t] = running
+    out = np.empty(n)
+    out[rows] = returns[traj, pos]
+    return out
+
+
+def episode_returns(table: StepTable) -> np.ndarray:
+    """R(tau) = sum_t r_t of each row's trajectory, copied onto each of its rows (§0.1, §0.3)."""
+    per_traj = np.bincount(table.traj_codes, weights=table.reward, minlength=table.n_trajs)
+    return per_traj[table.traj_codes]
+
+
+def apply_invalid_penalty(values: np.ndarray, table: StepTable, penalty: float) -> np.ndarray:
+    """`values - penalty` on rows with an invalid action, unchanged elsewhere (§1.1 step 2).
+
+    Applied after returns are computed and only to the offending row (not propagated backwards).
+    """
+    if penalty == 0.0:
+        return values
+    return values - penalty * (~table.valid)
+
+
+def group_normalize(
+    values: np.ndarray,
+    codes: np.ndarray,
+    *,
+    mode: str,
+    eps: float = 1e-6,
+    singleton: Literal["zero_mean", "own_value"] = "zero_mean",
+    stats_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Normalise `values` within the groups given by integer `codes` (0..k-1).
+
+    mean_norm:      values - mu_g
+    mean_std_norm:  (values - mu_g) / (std_u_g + eps)        (std_u: unbiased, divides by n-1)
+
+    mu_g and std_u_g are taken over the rows where `stats_rows` is True (all rows by default) and
+    applied to every row of the group. A group with one statistics row has sigma = 1 and
+      singleton="zero_mean": mu = 0, so the advantage is the value itself (GRPO / episode term, §1.1 step 3)
+      singleton="own_value": mu = the row's own value, so the advantage is 0 (GiGPO step term, §1.1 step 5).
+    Vectorised with np.bincount over the codes.
+    """
+    if mode not in NORM_MODES:
+        raise ValueError(f"unknown normalisation mode {mode!r}; expected one of {NORM_MODES}")
+    values = np.asarray(values, dtype=np.float64)
+    k = int(codes.max(initial=-1)) + 1
+    w = np.ones(len(values)) if stats_rows is None else np.asarray(stats_rows, dtype=np.float64)
+
+    count = np.bincount(codes, weights=w, minlength=k)
+    mean = np.bincount(codes, weights=w * values, minlength=k) / np.maximum(count, 1)
+    dev = values - mean[codes]
+    std = np.sqrt(np.bincount(codes, weights=w * dev**2, minlength=k) / np.maximum(count - 1, 1))
+
+    single = count <= 1
+    std[single] = 1.0
+    if singleton == "zero_mean":
+        mean[single] = 0.0
+        centred = values - mean[codes]
+    elif singleton == "own_value":
+        centred = np.where(single[codes], 0.0, dev)
+    else:
+        raise ValueError(f"singleton must be 'zero_mean' or 'own_value', got {singleton!r}")
+
+    if mode == "mean_norm":
+        return centred
+    return centred / (std[codes] + eps)
+
+
+def episode_advantages(
+    table: StepTable,
+    *,
+    mode: str,
+    episode_stats_over: str = "steps",
+    invalid_penalty: float = 0.0,
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """The episode (macro) advantage A_E of GRPO and GiGPO (§1.1 steps 2-3, §0.7).
+
+    R_row = R(tau) of the row's trajectory, minus `invalid_penalty` on rows with an invalid action.
+    Statistics per task group:
+      episode_stats_over="steps": mu, std_u over the multiset {R_row} of the group's step rows (a
+        trajectory with T steps counts T times) - verl-agent's default; one row -> mu=0, sigma=1.
+      episode_stats_over="trajs": each trajectory counts once (the papers' equations), with the
+        R_row of its first turn (what verl-agent's `compute_mean_std_cross_steps=False` pools for
+        time-ordered batches); one trajectory -> mu=0, sigma=1.
+    A_E = R_row - mu (mean_norm) or (R_row - mu) / (sigma + eps) (mean_std_norm).
+    """
+    if episode_stats_over not in STATS_OVER:
+        raise ValueError(f"episode_stats_over must be one of {STATS_OVER}, got {episode_stats_over!r}")
+    r_row = apply_invalid_penalty(episode_returns(table), table, invalid_penalty)
+    stats_rows = None if episode_stats_over == "steps" else table.position == 0
+    return group_normalize(r_row, table.group_codes, mode=mode, eps=eps, singleton="zero_mean", stats_rows=stats_rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# diagnostics
+
+
+def advantage_diagnostics(table: StepTable, advantages: np.ndarray) -> dict[str, float]:
+    """Estimator-independent batch statistics for logging.
+
+    adv/{mean,std,min,max,zero_frac}; batch/{rows,groups,trajs,invalid_frac};
+    group/mean_trajs (trajectories per group); group/uniform_return_frac (share of groups whose
+    trajectories all have the same episode return, i.e. no episode-level signal).
+    """
+    adv = np.asarray(advantages, dtype=np.float64)
+    n = len(table)
+    out = {
+        "batch/rows": float(n),
+        "batch/groups": float(table.n_groups),
+        "batch/trajs": float(table.n_trajs),
+        "batch/invalid_frac": float((~table.valid).mean()) if n else 0.0,
+    }
+    if n == 0:
+        return out | {"adv/mean": 0.0, "adv/std": 0.0, "adv/min": 0.0, "adv/max": 0.0, "adv/zero_frac": 0.0,
+                      "group/mean_trajs": 0.0, "group/uniform_return_frac": 0.0}
+    out |= {
+        "adv/mean": float(adv.mean()),
+        "adv/std": float(adv.std()),
+        "adv/min": float(adv.min()),
+        "adv/max": float(adv.max()),
+        "adv/zero_frac": float((np.abs(adv) < 1e-12).mean()),
+    }
+    # per trajectory: its group and its return; per group: max - min of the returns
+    traj_group = np.zeros(table.n_trajs, dtype=np.int64)
+    traj_group[table.traj_codes] = table.group_codes
+    traj_return = np.bincount(table.traj_codes, weights=table.reward, minlength=table.n_trajs)
+    hi = np.full(table.n_groups, -np.inf)
+    lo = np.full(table.n_groups, np.inf)
+    np.maximum.at(hi, traj_group, traj_return)
+    np.minimum.at(lo, traj_group, traj_return)
+    out["group/mean_trajs"] = table.n_trajs / table.n_groups
+    out["group/uniform_return_frac"] = float(np.mean(hi - lo <= 1e-12))
+    return out

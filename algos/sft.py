@@ -1,0 +1,73 @@
+"""Supervised warm start from expert trajectories.
+
+Expert episodes are collected with the same rollout engine and prompt builder as RL, so the SFT rows
+and the RL rows see identical prompts. The loss is next-token cross-entropy on response tokens only.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from agents.hf import sequence_logprobs
+from agents.prompts import PromptBuilder
+from agents.records import StepRecord
+from agents.rollout import collect
+from agents.simple import ExpertPolicy
+from algos.batching import Row, chat_prompt_ids, minibatches, response_ids_for
+
+
+def collect_expert_steps(pool: Any, prompt: PromptBuilder, episodes: int, noise: float, seed: int,
+                         batch_episodes: int | None = None) -> tuple[list[StepRecord], dict[str, float]]:
+    """Play `episodes` expert episodes (a `noise` share of random moves); return all their steps."""
+    policy = ExpertPolicy(prompt.action_format, noise=noise, seed=seed)
+    batch = batch_episodes or pool.num_envs
+    steps: list[StepRecord] = []
+    wins = 0
+    for start in range(0, episodes, batch):
+        seeds = list(range(seed + start, seed + min(start + batch, episodes)))
+        ro = collect(pool, policy, seeds, group_size=1, prompt=prompt)
+        steps += ro.steps
+        wins += sum(t.won for t in ro.trajectories)
+    return steps, {"sft_data_success": wins / max(episodes, 1), "sft_rows": float(len(steps))}
+
+
+def sft_rows(tokenizer: Any, steps: Sequence[StepRecord]) -> list[Row]:
+    return [Row(chat_prompt_ids(tokenizer, s.messages), response_ids_for(tokenizer, s.response)) for s in steps]
+
+
+def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epochs: int = 2, lr: float = 2e-3,
+              batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Fit response tokens with AdamW and a linear decay; returns the final loss and throughput."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    total = epochs * ((len(rows) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: max(0.05, 1.0 - k / max(total, 1)))
+    rng = random.Random(seed)
+    model.train()
+    losses: list[float] = []
+    tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(total=total, desc="sft", disable=not progress)
+    for _ in range(epochs):
+        for mb in minibatches(rows, batch_size, rng):
+            logp, mask, _ = sequence_logprobs(model, [r.prompt_ids for r in mb], [r.response_ids for r in mb],
+                                              pad_id=tokenizer.pad_token_id)
+            loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            tokens += int(mask.sum())
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    bar.close()
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"sft_loss": sum(tail) / len(tail), "sft_tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9)}
+

