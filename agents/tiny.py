@@ -302,7 +302,7 @@ def ensure_tiny_model(out_dir, texts: Iterable[str], **build_kwargs) -> Path:
 
 
 def env_corpus(env_id: str, history_length: int = 2, episodes: int = 32, seed: int = 777_777,
-               env_kwargs: dict | None = None) -> list[str]:
+               env_kwargs: dict | None = None, compact: bool = False) -> list[str]:
     """Text to train the tiny tokenizer on: the prompts and answers of a few (noisy) expert episodes.
 
     Built with the same prompt builder as training, so every fixed phrase of the prompt becomes a
@@ -313,7 +313,7 @@ def env_corpus(env_id: str, history_length: int = 2, episodes: int = 32, seed: i
     from agents.simple import ExpertPolicy
     from envs.pool import EnvPool
 
-    prompt = PromptBuilder.for_env(env_id, history_length=history_length)
+    prompt = PromptBuilder.for_env(env_id, compact=compact, history_length=history_length)
     with EnvPool(env_id, num_envs=episodes, num_workers=0, env_kwargs=env_kwargs or {}) as pool:
         ro = collect(pool, ExpertPolicy(prompt.action_format, noise=0.3, seed=seed),
                      list(range(seed, seed + episodes)), group_size=1, prompt=prompt)

@@ -95,7 +95,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     out = Path(cfg.out_dir).expanduser()
     ckpt_dir = out / "checkpoints"
-    spec(cfg.env.id)  # an unknown env fails here, before any work
+    spec(cfg.env.id)  # an unknown env or estimator fails here, before any work
+    _check_estimator(cfg)
     state = load_latest(ckpt_dir) if resume else None
     if resume and state is None:
         print(f"no checkpoint in {ckpt_dir}; starting a new run")
@@ -107,11 +108,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
-    prompt = PromptBuilder.for_env(cfg.env.id, history_length=cfg.env.history_length)
+    compact = cfg.env.prompt == "compact" or (cfg.env.prompt == "auto" and not cfg.model.path)
+    prompt = PromptBuilder.for_env(cfg.env.id, compact=compact, history_length=cfg.env.history_length)
     pool_size = max(cfg.rl.tasks_per_iter * cfg.rl.group_size, min(cfg.eval.episodes, 128))
     t_start = time.perf_counter()
     with EnvPool(cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers, env_kwargs=cfg.env.kwargs) as pool:
-        policy = load_policy(cfg, out)
+        policy = load_policy(cfg, out, compact)
         ref_model = copy.deepcopy(policy.model).eval() if cfg.loss.kl_coef > 0 else None
         from algos.rl import RLTrainer, evaluate
 
@@ -136,6 +138,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         interrupted = _run_iterations(cfg, trainer, policy, pool, prompt, logger, history, start, ckpt_dir)
         logger.close()
     return _finish(cfg, out, policy, history, interrupted, time.perf_counter() - t_start)
+
+
+def _check_estimator(cfg: TrainConfig) -> None:
+    from algos.advantages import estimator_options
+    from algos.rl import estimator_config
+
+    accepted = estimator_options(cfg.algo.name)
+    unknown = sorted(set(estimator_config(cfg)) - set(accepted))
+    if unknown:
+        raise ConfigError(f"estimator {cfg.algo.name!r} does not take option(s) {unknown}; "
+                          f"it accepts {sorted(accepted)}")
 
 
 def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prompt: Any, logger: MetricsLogger,
@@ -179,7 +192,7 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
     return False
 
 
-def load_policy(cfg: TrainConfig, out: Path) -> Any:
+def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> Any:
     """The hf policy: a local model folder (with LoRA unless off), or the tiny model built here."""
     from agents.hf import HFPolicy
 
@@ -189,7 +202,7 @@ def load_policy(cfg: TrainConfig, out: Path) -> Any:
     else:
         from agents.tiny import ensure_tiny_model, env_corpus
 
-        texts = env_corpus(cfg.env.id, cfg.env.history_length, env_kwargs=cfg.env.kwargs)
+        texts = env_corpus(cfg.env.id, cfg.env.history_length, env_kwargs=cfg.env.kwargs, compact=compact_prompt)
         policy = HFPolicy(ensure_tiny_model(out / "base-model", texts))
         use_lora = cfg.model.lora == "on"
     if use_lora:

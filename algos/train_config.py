@@ -33,6 +33,9 @@ class EnvConfig:
     #: Past (observation, action) pairs in each prompt. A Sokoban grid is the full state, so the
     #: default run leaves history out and trains ~2x faster; other envs want 2 (verl-agent's default).
     history_length: int = 0
+    #: "compact" leaves the env's instructions out of the prompt (agents/prompts.py); "auto" uses it
+    #: for the tiny model trained from scratch and the full prompt for a loaded model.
+    prompt: Literal["auto", "full", "compact"] = "auto"
 
 
 @dataclass

@@ -176,6 +176,19 @@ def grid_text(room: Room, state: State) -> str:
     return "\n".join("".join(SYMBOLS[k] for k in codes[r * c:(r + 1) * c]) for r in range(room.rows))
 
 
+def positions_text(room: Room, state: State) -> str:
+    """Where things are, as (row, column) from the top-left corner.
+
+    Reading positions off a grid takes counting; the line spells them out, which helps small
+    models (and large ones) relate player, boxes and targets.
+    """
+    def at(cells: Sequence[int]) -> str:
+        return ", ".join(f"({i // room.cols}, {i % room.cols})" for i in sorted(cells))
+
+    player, boxes = state
+    return f"Player at {at([player])}. Boxes at {at(boxes)}. Targets at {at(room.targets)}."
+
+
 def parse_grid(grid: str | Sequence[str]) -> tuple[Room, State]:
     """Read a grid written with SYMBOLS (a newline-joined string or a list of rows)."""
     rows = [line for line in (grid.strip().splitlines() if isinstance(grid, str) else grid) if line]
@@ -460,7 +473,10 @@ class SokobanEnv(AgentEnv):
         if self.obs_mode == "image":
             text = f"{header} {IMAGE_LEGEND} {self.task}"
         else:
-            text = f"{header}\n{LEGEND}\n{grid}"
+            # Cells separated by spaces: every cell is its own pre-token, so a BPE tokenizer maps
+            # one cell to one token and a model can read columns by position.
+            spaced = "\n".join(" ".join(row) for row in grid.split("\n"))
+            text = f"{header}\n{LEGEND}\n{spaced}\n{positions_text(room, state)}"
         images = (grid_image(room, state, self.image_size),) if self.obs_mode != "text" else ()
         # The grid is the exact state key in every mode: identical states, identical anchors.
         return self.make_obs(text, anchor=grid, images=images)

@@ -61,11 +61,15 @@ def test_same_seed_same_room_and_seeds_vary():
     assert len(anchors) > 10
 
 
+def _spaced(grid: str) -> str:
+    return "\n".join(" ".join(row) for row in grid.split("\n"))
+
+
 def test_observation_text_and_anchor():
     env = SokobanEnv()
     obs, info = env.reset(seed=0)
     grid = obs["anchor"]
-    assert grid in obs["text"] and "Legend" in obs["text"]
+    assert _spaced(grid) in obs["text"] and "Legend" in obs["text"]
     assert "Step" not in grid and "Legend" not in grid
     rows = grid.splitlines()
     assert len(rows) == 6 and all(len(r) == 6 for r in rows)
@@ -217,7 +221,7 @@ def test_image_mode():
 def test_both_mode_has_grid_and_image():
     env = SokobanEnv(obs_mode="both", dim_room=(7, 7), image_size=8)
     obs, _ = env.reset(seed=0)
-    assert obs["anchor"] in obs["text"]
+    assert _spaced(obs["anchor"]) in obs["text"]
     assert obs["images"][0].shape == (56, 56, 3)
 
 
