@@ -9,7 +9,7 @@ never sent to the policy again.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
@@ -89,7 +89,8 @@ def collect(
             timer["env"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        turn_sampling = sampling if sampling.seed is None else _reseed(sampling, sampling.seed + 7919 * turn)
+        # a fresh seed per turn, else every turn would replay the same random stream
+        turn_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + 7919 * turn)
         generations = policy.generate(requests, turn_sampling)
         timer["generation"] += time.perf_counter() - t0
 
@@ -138,12 +139,6 @@ def _request(prompt: PromptBuilder, traj: Trajectory, obs: dict, info: dict) -> 
     messages = prompt.messages(obs["text"], history, step=len(traj.steps), admissible=admissible)
     images = list(obs.get("images") or ())
     return Request(messages=messages, images=images, meta={"admissible_actions": admissible})
-
-
-def _reseed(sampling: SamplingParams, seed: int) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(sampling, seed=seed)
 
 
 def rollout_metrics(trajs: Sequence[Trajectory], tokens: int, wall: float, timer: dict[str, float]) -> dict[str, float]:

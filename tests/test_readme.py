@@ -1,0 +1,26 @@
+"""The README's Python examples run as written, and its test command is what CI runs."""
+
+import re
+from pathlib import Path
+
+from gymnasium.utils.env_checker import check_env
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_readme_python_examples_run():
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", README, re.S):
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["adv"].shape == (3,)
+    env = namespace["env"]
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"text", "images", "anchor"}
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    assert "<!-- test-command -->" in README and "test-command" in ci
+    command = README.split("<!-- test-command -->")[1].split("```bash\n")[1].split("```")[0].strip()
+    assert command.startswith("pip install torch==2.13.0") and "pytest" in command
