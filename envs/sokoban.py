@@ -186,7 +186,9 @@ def positions_text(room: Room, state: State) -> str:
         return ", ".join(f"({i // room.cols}, {i % room.cols})" for i in sorted(cells))
 
     player, boxes = state
-    return f"Player at {at([player])}. Boxes at {at(boxes)}. Targets at {at(room.targets)}."
+    inner = [i for i in room.walls if 0 < i // room.cols < room.rows - 1 and 0 < i % room.cols < room.cols - 1]
+    walls = f" Inner walls at {at(inner)}." if inner else ""
+    return f"Player at {at([player])}. Boxes at {at(boxes)}. Targets at {at(room.targets)}.{walls}"
 
 
 def parse_grid(grid: str | Sequence[str]) -> tuple[Room, State]:
@@ -357,7 +359,10 @@ class SokobanEnv(AgentEnv):
     def __init__(self, dim_room: tuple[int, int] = (6, 6), num_boxes: int = 1, max_steps: int = 15,
                  obs_mode: str = "text", image_size: int = 16, render_mode: str | None = None,
                  step_penalty: float = -0.1, box_on_target: float = 1.0, box_off_target: float = -1.0,
-                 solve_bonus: float = 10.0):
+                 solve_bonus: float = 10.0, text_grid: bool = True):
+        """`text_grid=False` leaves the drawn grid (and its legend) out of the text observation,
+        which then lists positions only: the form a small model trained from scratch learns fastest
+        (benchmarks/learning.py). The anchor is the grid either way."""
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}; got {obs_mode!r}")
         if render_mode not in RENDER_MODES:
@@ -375,6 +380,7 @@ class SokobanEnv(AgentEnv):
         self.box_on_target = float(box_on_target)
         self.box_off_target = float(box_off_target)
         self.solve_bonus = float(solve_bonus)
+        self.text_grid = bool(text_grid)
 
         rows, cols = self.dim_room
         image_shape = (rows * image_size, cols * image_size) if obs_mode != "text" else None
@@ -476,7 +482,8 @@ class SokobanEnv(AgentEnv):
             # Cells separated by spaces: every cell is its own pre-token, so a BPE tokenizer maps
             # one cell to one token and a model can read columns by position.
             spaced = "\n".join(" ".join(row) for row in grid.split("\n"))
-            text = f"{header}\n{LEGEND}\n{spaced}\n{positions_text(room, state)}"
+            drawing = f"{LEGEND}\n{spaced}\n" if self.text_grid else ""
+            text = f"{header}\n{drawing}{positions_text(room, state)}"
         images = (grid_image(room, state, self.image_size),) if self.obs_mode != "text" else ()
         # The grid is the exact state key in every mode: identical states, identical anchors.
         return self.make_obs(text, anchor=grid, images=images)

@@ -71,3 +71,32 @@ def test_unknown_estimator_and_env_fail_before_work(tmp_path):
         main([f"out_dir={tmp_path}", "env.id=sokobn"])
     with pytest.raises(ValueError, match="gigpo"):
         main([f"out_dir={tmp_path}", "algo.name=gipgo"])
+
+
+@pytest.mark.slow
+def test_train_a_local_model_with_lora(tmp_path, tiny_model_dir):
+    p = _train(tmp_path, "--model", str(tiny_model_dir), "model.lora=on", "rl.iterations=1", "sft.enabled=false")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    ckpt = load_latest(tmp_path / "checkpoints")
+    assert ckpt["model"] and all("lora_" in k for k in ckpt["model"])  # only the adapters train
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "final-model")  # a plain model again
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    p = _train(tmp_path, "rl.iterations=50", "save_every=100")
+    deadline = time.time() + 600
+    while not (tmp_path / "metrics.jsonl").exists() or len(_metrics(tmp_path)) < 3:  # sft, eval, iteration 1
+        assert p.poll() is None and time.time() < deadline, "run ended early"
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 130, out
+    assert "continue with --resume" in out
+    ckpt = load_latest(tmp_path / "checkpoints")
+    assert ckpt["iteration"] >= 1  # the save at interruption, not only the one before RL
+    assert json.loads((tmp_path / "summary.json").read_text())["interrupted"] is True
