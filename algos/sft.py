@@ -42,11 +42,14 @@ def sft_rows(tokenizer: Any, steps: Sequence[StepRecord]) -> list[Row]:
 
 def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epochs: int = 2, lr: float = 2e-3,
               batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict[str, float]:
-    """Fit response tokens with AdamW and a linear decay; returns the final loss and throughput."""
+    """Fit response tokens with AdamW; returns the final loss and throughput."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     total = epochs * ((len(rows) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: max(0.05, 1.0 - k / max(total, 1)))
+    # Short warmup, then constant: small models trained from scratch sit on a plateau (the action
+    # marginal) before they pick up the observation, and a decaying rate can stall them there.
+    warmup = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
     rng = random.Random(seed)
     model.train()
     losses: list[float] = []

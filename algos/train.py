@@ -128,7 +128,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         else:
             if cfg.sft.enabled:
                 _warm_start(cfg, policy, pool, prompt, logger)
-                trainer.optimizer = torch.optim.AdamW(trainer.params, lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
             ev = evaluate(policy, pool, prompt, cfg)
             history["eval"].append({"iteration": 0, **ev})
             logger.log(0, {f"eval/{k}": v for k, v in ev.items()})

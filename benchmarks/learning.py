@@ -6,7 +6,7 @@ iterations) and both estimators continue from that same model with identical set
 writes `learning.md`, `learning.json` and `learning.png` (evaluation success curves, mean with a
 min-max band) to --out.
 
-    python benchmarks/learning.py [--seeds 0 1 2] [--iterations 30] [--quick] [key=value ...]
+    python benchmarks/learning.py [--seeds 0 1 2] [--iterations 20] [--quick] [key=value ...]
 
 Extra key=value arguments are passed to every run (e.g. rl.lr=1e-4).
 """
@@ -35,22 +35,23 @@ def run_config(out: Path, seed: int, overrides: list[str]) -> TrainConfig:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--iterations", type=int, default=30)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/learning"))
+    ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where the report goes")
+    ap.add_argument("--runs", type=Path, default=Path("runs/learning"), help="where the training runs go")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 2 iterations, tiny batches")
     args, overrides = ap.parse_known_args()
-    common = [f"rl.iterations={args.iterations}", "eval.every=5"] + overrides
+    common = [f"rl.iterations={args.iterations}", "eval.every=5", "tensorboard=false"] + overrides
     if args.quick:
         common += ["rl.iterations=2", "eval.every=1", "eval.episodes=8", "sft.episodes=32", "rl.tasks_per_iter=2"]
     curves: dict[str, list[list[tuple[float, float]]]] = {a: [] for a in ALGOS}
     finals: dict[str, list[float]] = {a: [] for a in ALGOS}
     starts: list[float] = []
     for seed in args.seeds:
-        sft_out = args.out / f"sft-seed{seed}"
+        sft_out = args.runs / f"sft-seed{seed}"
         sft = train(run_config(sft_out, seed, common + ["rl.iterations=0"]))
         starts.append(sft["success_after_rl"])
         for algo in ALGOS:
-            cfg = run_config(args.out / f"{algo}-seed{seed}", seed, common + [
+            cfg = run_config(args.runs / f"{algo}-seed{seed}", seed, common + [
                 f"algo.name={algo}", f"model.path={sft_out / 'final-model'}", "model.lora=off",
                 "sft.enabled=false", "env.prompt=compact"])
             summary = train(cfg)

@@ -177,18 +177,34 @@ def grid_text(room: Room, state: State) -> str:
 
 
 def positions_text(room: Room, state: State) -> str:
-    """Where things are, as (row, column) from the top-left corner.
+    """Where things are: (row, column) from the top-left corner, and each box relative to the player
+    and each target relative to its nearest box.
 
-    Reading positions off a grid takes counting; the line spells them out, which helps small
-    models (and large ones) relate player, boxes and targets.
+    Reading positions off a grid takes counting, and relating them takes comparing numbers; the
+    relative phrases spell out what a move has to achieve, which small models (and large ones)
+    pick up far faster than the drawing.
     """
     def at(cells: Sequence[int]) -> str:
         return ", ".join(f"({i // room.cols}, {i % room.cols})" for i in sorted(cells))
 
+    def offset(src: int, dst: int) -> str:
+        dr, dc = dst // room.cols - src // room.cols, dst % room.cols - src % room.cols
+        vertical = f"{abs(dr)} {'down' if dr > 0 else 'up'}" if dr else "same row"
+        horizontal = f"{abs(dc)} {'right' if dc > 0 else 'left'}" if dc else "same column"
+        return f"{vertical}, {horizontal}"
+
+    def distance(a: int, b: int) -> int:
+        return abs(a // room.cols - b // room.cols) + abs(a % room.cols - b % room.cols)
+
     player, boxes = state
     inner = [i for i in room.walls if 0 < i // room.cols < room.rows - 1 and 0 < i % room.cols < room.cols - 1]
     walls = f" Inner walls at {at(inner)}." if inner else ""
-    return f"Player at {at([player])}. Boxes at {at(boxes)}. Targets at {at(room.targets)}.{walls}"
+    lines = [f"Player at {at([player])}. Boxes at {at(boxes)}. Targets at {at(room.targets)}.{walls}"]
+    lines += [f"Box at {at([b])}: {offset(player, b)} of you." for b in sorted(boxes)]
+    for t in sorted(room.targets):
+        nearest = min(boxes, key=lambda b: (distance(b, t), b))
+        lines.append(f"Target at {at([t])}: {offset(nearest, t)} of the box at {at([nearest])}.")
+    return "\n".join(lines)
 
 
 def parse_grid(grid: str | Sequence[str]) -> tuple[Room, State]:

@@ -269,3 +269,14 @@ def test_loading_a_room_of_the_wrong_size_is_rejected():
 def test_step_before_reset_is_a_clear_error():
     with pytest.raises(RuntimeError, match="reset"):
         SokobanEnv().step("up")
+
+
+def test_positions_text_spells_out_relative_positions():
+    env = SokobanEnv(text_grid=False)
+    obs, _ = env.reset(options={"room": ["######", "#P___#", "#____#", "#_X__#", "#___O#", "######"]})
+    text = obs["text"]
+    assert "Legend" not in text and "# #" not in text
+    assert "Player at (1, 1). Boxes at (3, 2). Targets at (4, 4)." in text
+    assert "Box at (3, 2): 2 down, 1 right of you." in text
+    assert "Target at (4, 4): 1 down, 2 right of the box at (3, 2)." in text
+    assert obs["anchor"] == "######\n#P___#\n#____#\n#_X__#\n#___O#\n######"
