@@ -79,9 +79,9 @@ class RLTrainer:
         """Old (and reference) logprobs for the PPO ratio (and the KL term).
 
         verl recomputes old logprobs because its sampler (vLLM) differs numerically from the
-        trainer. The hf backend samples with the trainer's own weights, and its logprobs match a
-        recomputation to ~1e-6 (tests/test_hf.py), so by default they are reused; set
-        `rl.recompute_old_logprobs=true` for other backends or to be strict.
+        trainer; so do we by default. The hf backend samples with the trainer's own weights and its
+        logprobs match a recomputation to ~1e-6 (tests/test_hf.py), so `rl.recompute_old_logprobs=false`
+        may reuse them and skip a forward pass.
         """
         need_old = self.cfg.rl.recompute_old_logprobs
         need_ref = self.ref_model is not None and self.cfg.loss.kl_coef > 0
