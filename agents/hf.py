@@ -220,6 +220,12 @@ class HFPolicy:
             if gguf is not None:
                 kw["gguf_file"] = gguf
             model = AutoModelForCausalLM.from_pretrained(str(folder), **kw)
+            if gguf is not None:
+                # transformers dequantizes GGUF weights into plain tensors at load; the quantizer it
+                # leaves attached would only make save_pretrained (checkpoints, final model) refuse.
+                model.hf_quantizer = None
+                if getattr(model.config, "quantization_config", None) is not None:
+                    del model.config.quantization_config
             if tokenizer is None:
                 tkw = {"gguf_file": gguf} if gguf is not None else {}
                 tokenizer = AutoTokenizer.from_pretrained(str(folder), **tkw)
