@@ -6,6 +6,7 @@
 Importing `algos` registers the built-in estimators; it imports numpy and torch only.
 """
 
+from algos import flow_grpo as _flow_grpo  # noqa: F401  (registers "flow_grpo")
 from algos import grpo as _grpo  # noqa: F401  (registers "grpo")
 from algos.advantages import (
     advantage_diagnostics,

@@ -72,10 +72,16 @@ class GiGPOOptions:
 
 
 @dataclass
+class FlowGRPOOptions:
+    pool: Literal["turns", "trajs"] = "turns"
+
+
+@dataclass
 class AlgoConfig:
     name: str = "gigpo"
     grpo: GRPOOptions = field(default_factory=GRPOOptions)
     gigpo: GiGPOOptions = field(default_factory=GiGPOOptions)
+    flow_grpo: FlowGRPOOptions = field(default_factory=FlowGRPOOptions)
 
 
 @dataclass
