@@ -97,6 +97,12 @@ def _lookup(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
+def check_estimator(name: str, **cfg: Any) -> None:
+    """Raise what `compute_advantages(name, ..., **cfg)` would for a bad name or option, without data
+    (the trainer calls it before any work)."""
+    _check_options(name, _lookup(name), cfg)
+
+
 def _check_options(name: str, entry: _Entry, cfg: dict[str, Any]) -> None:
     unknown = [k for k in cfg if k not in entry.options]
     if unknown:

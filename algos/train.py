@@ -140,14 +140,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def _check_estimator(cfg: TrainConfig) -> None:
-    from algos.advantages import estimator_options
+    from algos.advantages import check_estimator
     from algos.rl import estimator_config
 
-    accepted = estimator_options(cfg.algo.name)
-    unknown = sorted(set(estimator_config(cfg)) - set(accepted))
-    if unknown:
-        raise ConfigError(f"estimator {cfg.algo.name!r} does not take option(s) {unknown}; "
-                          f"it accepts {sorted(accepted)}")
+    try:
+        check_estimator(cfg.algo.name, **estimator_config(cfg))
+    except TypeError as exc:  # an option the estimator does not take is a config mistake
+        raise ConfigError(str(exc)) from exc
 
 
 def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prompt: Any, logger: MetricsLogger,
