@@ -1,4 +1,4 @@
-"""The `groupwise` command: envs, play, rollout, train."""
+"""The `groupwise` command: envs, play, rollout, tiny-model, train, bench."""
 
 from __future__ import annotations
 
@@ -43,11 +43,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("train", help="train a policy (run `groupwise train --help` for its options)",
                    add_help=False)
 
+    sub.add_parser("bench", help="compare algorithms on an env over seeds (run `groupwise bench --help`)",
+                   add_help=False)
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         from algos.train import main as train_main
 
         return train_main(rest)
+    if args.command == "bench":
+        from algos.bench import main as bench_main
+
+        return bench_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     commands = {"envs": cmd_envs, "play": cmd_play, "rollout": cmd_rollout, "tiny-model": cmd_tiny_model}

@@ -474,6 +474,53 @@ class HFPolicy:
                 out[i] = logp[k, : len(response_ids_list[i])]
         return out  # type: ignore[return-value]
 
+    def answer_logprobs(
+        self,
+        requests: Sequence[Request],
+        prefixes: Sequence[str],
+        answers: Sequence[str],
+        suffixes: Sequence[str],
+    ) -> list[float]:
+        """Mean log-prob of each answer's tokens, teacher-forced after its prompt and prefix.
+
+        Row i is ``encode_prompt(requests[i]) + ids(prefixes[i]) + ids(answers[i]) + ids(suffixes[i])``
+        with the three texts tokenised separately, so the answer span is exact (a joint encoding
+        could merge tokens across the boundaries). Only the answer tokens are averaged; the suffix
+        cannot change them (causal model) and is there so the row reads like a finished turn. This is
+        the IGPO ground-truth probe (algorithms.md §4.1). An empty answer gives NaN. Runs in eval
+        mode under no_grad with the current weights, in batches of `batch_size` similar-length rows.
+        """
+        n = len(requests)
+        if not n == len(prefixes) == len(answers) == len(suffixes):
+            raise ValueError("answer_logprobs: requests, prefixes, answers and suffixes differ in length")
+        if n == 0:
+            return []
+
+        def enc(texts: Sequence[str]) -> list[list[int]]:
+            return [list(e) for e in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+        prompts = self.encode_prompts(requests)
+        pre, ans, suf = enc(prefixes), enc(answers), enc(suffixes)
+        conts = [p + a + s for p, a, s in zip(pre, ans, suf)]
+        order = sorted(range(n), key=lambda i: -(len(prompts[i]) + len(conts[i])))
+        out = [float("nan")] * n
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, n, self.batch_size):
+                    idx = order[start : start + self.batch_size]
+                    logp, _, _ = sequence_logprobs(
+                        self.model, [prompts[i] for i in idx], [conts[i] for i in idx], self.pad_token_id
+                    )
+                    for k, i in enumerate(idx):
+                        lo, hi = len(pre[i]), len(pre[i]) + len(ans[i])
+                        if hi > lo:
+                            out[i] = float(logp[k, lo:hi].mean())
+        finally:
+            self.model.train(was_training)
+        return out
+
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
     """End index (exclusive) of the earliest stop string occurrence in `text`, or None."""

@@ -35,6 +35,13 @@ class StepRecord:
     done: bool = False
     truncated_response: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    #: Mean log-prob of the env's ground truth (info["ground_truth"]) given this turn's prompt, under
+    #: the rollout weights (the IGPO / A2TGPO probe, algorithms.md §4.1); None when not probed.
+    probe: float | None = None
+    #: Named sub-rewards of the step (info["reward_components"]) for multi-reward estimators (GDPO).
+    components: dict[str, float] | None = None
+    #: The critic's value of the pre-action state, filled in by the trainer for GAE.
+    value: float | None = None
 
 
 @dataclass

@@ -4,10 +4,15 @@
 prompt per *running* episode from its memory, generate all of them in one batched call, parse the
 actions, step only those environments, record a `StepRecord` per decision. Finished episodes are
 never sent to the policy again.
+
+With `probe_ground_truth=True` each turn also gets the IGPO / A2TGPO probe (algorithms.md §4.1):
+before the turn is generated, the policy scores the env's ground truth as if it answered right
+away, and the mean log-prob of the answer tokens lands on `StepRecord.probe`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
@@ -20,6 +25,10 @@ from agents.records import StepRecord, Trajectory
 
 # info keys worth keeping on each step record (the rest can be large or unserialisable)
 _KEPT_INFO = ("won", "valid_action", "error", "failed", "task_type", "ground_truth")
+
+#: The thought of the probe's teacher-forced answer turn (IGPO's "Now there's enough information
+#: to answer", algorithms.md §4.1), written in the env's own action format.
+PROBE_THINK = "Now there's enough information to answer"
 
 
 @dataclass
@@ -42,15 +51,27 @@ def collect(
     max_turns: int = 1000,
     progress: bool = False,
     first_group_id: int = 0,
+    probe_ground_truth: bool = False,
 ) -> Rollout:
     """Play `group_size` episodes of each task seed with `policy`; return trajectories and metrics.
 
     The pool must hold at least `len(seeds) * group_size` environments. Group ids are
     `first_group_id + task index`; trajectory ids are the env slots offset by the group ids, unique
     within one call.
+
+    probe_ground_truth: before each turn, for every running episode whose env has reported
+    `info["ground_truth"]` (a str, or a list of aliases: the first is used; the most recent value
+    the env gave for the episode), store on the turn's record the policy's mean log-prob of the
+    ground truth written as an answer in the env's action format after this turn's prompt
+    (`policy.answer_logprobs`, one batched call per turn, rollout-time weights). Needs a policy
+    with `answer_logprobs` (HFPolicy). Adds "time_probe" to the metrics.
     """
     sampling = sampling or SamplingParams()
     prompt = prompt or PromptBuilder()
+    if probe_ground_truth and not callable(getattr(policy, "answer_logprobs", None)):
+        raise TypeError(f"collect(probe_ground_truth=True) needs a policy with answer_logprobs(); "
+                        f"{type(policy).__name__} has none (use HFPolicy)")
+    probe_affixes = _probe_affixes(prompt) if probe_ground_truth else None
     n = len(seeds) * group_size
     if n == 0:
         return Rollout([], {})
@@ -59,6 +80,8 @@ def collect(
                          f"but the pool holds only {pool.num_envs} environments")
     t_start = time.perf_counter()
     timer = {"generation": 0.0, "env": 0.0}
+    if probe_ground_truth:
+        timer["probe"] = 0.0
 
     env_seeds = [int(s) for s in seeds for _ in range(group_size)]
     t0 = time.perf_counter()
@@ -70,6 +93,7 @@ def collect(
                    seed=env_seeds[i], task=str(infos[i].get("task", "")))
         for i in range(n)
     ]
+    truths: dict[int, str] = {}  # episode -> latest ground truth its env reported
     running = []
     for i in range(n):
         if infos[i].get("failed"):
@@ -87,6 +111,14 @@ def collect(
             for r, a in zip(requests, pool.call("expert_action", running)):
                 r.meta["expert_action"] = a
             timer["env"] += time.perf_counter() - t0
+
+        probes: dict[int, float] = {}
+        if probe_affixes is not None:
+            for i in running:
+                _remember_truth(truths, i, infos[i])
+            t0 = time.perf_counter()
+            probes = _probe(policy, probe_affixes, running, requests, truths)
+            timer["probe"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
         # a fresh seed per turn, else every turn would replay the same random stream
@@ -114,6 +146,7 @@ def collect(
                 observation=observations[i]["text"], done=bool(terminated or truncated),
                 truncated_response=gen.truncated,
                 info={k: info[k] for k in _KEPT_INFO if k in info},
+                probe=probes.get(i), components=_components(info),
             ))
             observations[i], infos[i] = obs, info
             if terminated or truncated:
@@ -141,12 +174,55 @@ def _request(prompt: PromptBuilder, traj: Trajectory, obs: dict, info: dict) -> 
     return Request(messages=messages, images=images, meta={"admissible_actions": admissible})
 
 
+def _probe_affixes(prompt: PromptBuilder) -> tuple[str, str]:
+    """(prefix, suffix) around the answer in the env's action format, e.g. ("<think>..</think><action>",
+    "</action>"), found by formatting a sentinel answer (works for any format that writes the action
+    verbatim)."""
+    sentinel = "\x00GROUNDTRUTH\x00"
+    text = prompt.action_format.format(action=sentinel, think=PROBE_THINK)
+    if text.count(sentinel) != 1:
+        raise ValueError(f"{type(prompt.action_format).__name__}.format() does not write the action verbatim "
+                         "exactly once; the ground-truth probe cannot locate the answer span")
+    prefix, suffix = text.split(sentinel)
+    return prefix, suffix
+
+
+def _remember_truth(truths: dict[int, str], i: int, info: dict) -> None:
+    gt = info.get("ground_truth")
+    if isinstance(gt, (list, tuple)):
+        gt = gt[0] if gt else None
+    if isinstance(gt, str) and gt:
+        truths[i] = gt
+
+
+def _probe(policy: Any, affixes: tuple[str, str], running: list[int], requests: list[Request],
+           truths: dict[int, str]) -> dict[int, float]:
+    """Ground-truth probes of the running episodes that have a ground truth (one batched call)."""
+    picked = [(i, r) for i, r in zip(running, requests) if i in truths]
+    if not picked:
+        return {}
+    prefix, suffix = affixes
+    values = policy.answer_logprobs([r for _, r in picked], [prefix] * len(picked),
+                                    [truths[i] for i, _ in picked], [suffix] * len(picked))
+    # a non-finite probe is no probe (the estimators skip it either way; None keeps JSONL valid)
+    return {i: float(v) for (i, _), v in zip(picked, values) if math.isfinite(v)}
+
+
+def _components(info: dict) -> dict[str, float] | None:
+    comps = info.get("reward_components")
+    if not comps:
+        return None
+    return {str(k): float(v) for k, v in comps.items()}
+
+
 def rollout_metrics(trajs: Sequence[Trajectory], tokens: int, wall: float, timer: dict[str, float]) -> dict[str, float]:
-    """Success, return, length, invalid-action rate, tokens and the wall-time split of a collection."""
+    """Success, return, length, invalid-action rate, tokens and the wall-time split of a collection
+    (plus "time_probe" when the ground-truth probe ran)."""
     n = max(len(trajs), 1)
     steps = [s for t in trajs for s in t.steps]
     n_steps = max(len(steps), 1)
-    other = max(wall - timer["generation"] - timer["env"], 0.0)
+    other = max(wall - timer["generation"] - timer["env"] - timer.get("probe", 0.0), 0.0)
+    extra = {"time_probe": timer["probe"]} if "probe" in timer else {}
     return {
         "success": sum(t.won for t in trajs) / n,
         "return": sum(t.episode_return for t in trajs) / n,
@@ -161,4 +237,5 @@ def rollout_metrics(trajs: Sequence[Trajectory], tokens: int, wall: float, timer
         "time_env": timer["env"],
         "time_engine": other,
         "engine_share": other / wall if wall > 0 else 0.0,
+        **extra,
     }

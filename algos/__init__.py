@@ -6,8 +6,20 @@
 Importing `algos` registers the built-in estimators; it imports numpy and torch only.
 """
 
-from algos import flow_grpo as _flow_grpo  # noqa: F401  (registers "flow_grpo")
-from algos import grpo as _grpo  # noqa: F401  (registers "grpo")
+# importing an estimator's module registers it under its name
+from algos import a2tgpo as _a2tgpo  # noqa: F401
+from algos import dr_grpo as _dr_grpo  # noqa: F401
+from algos import flow_grpo as _flow_grpo  # noqa: F401
+from algos import gae as _gae  # noqa: F401
+from algos import gdpo as _gdpo  # noqa: F401
+from algos import gigpo as _gigpo  # noqa: F401
+from algos import grpo as _grpo  # noqa: F401
+from algos import hgpo as _hgpo  # noqa: F401
+from algos import igpo as _igpo  # noqa: F401
+from algos import mc_grpo as _mc_grpo  # noqa: F401
+from algos import reinforce_pp as _reinforce_pp  # noqa: F401
+from algos import rloo as _rloo  # noqa: F401
+from algos import salt as _salt  # noqa: F401
 from algos.advantages import (
     advantage_diagnostics,
     compute_advantages,

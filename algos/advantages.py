@@ -118,6 +118,8 @@ def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:
 
     `cfg` are the estimator's options; see `estimator_options(name)` and the estimator's docstring.
     Unknown `name` -> ValueError listing the known estimators; unknown option -> TypeError.
+    A NaN advantage means "leave this row out of training" (MC-GRPO's median pivot, §13.1); the
+    trainer drops such rows.
     """
     entry = _lookup(name)
     _check_options(name, entry, cfg)
@@ -152,12 +154,17 @@ def compute_diagnostics(
 
 
 def discounted_returns(table: StepTable, gamma: float) -> np.ndarray:
-    """Step returns G_t = sum_{k>=t} gamma^(k-t) r_k within each trajectory (§1.1 step 1).
+    """Step returns G_t = sum_{k>=t} gamma^(k-t) r_k within each trajectory (§1.1 step 1)."""
+    return discounted_sums(table, table.reward, gamma)
+
+
+def discounted_sums(table: StepTable, values: np.ndarray, gamma: float) -> np.ndarray:
+    """sum_{k>=t} gamma^(k-t) x_k within each trajectory, for any per-row `values` x.
 
     The table holds only active steps; k runs over a trajectory's rows in turn order (gaps in the
     turn numbers are not discounted). Vectorised across trajectories: rows are sorted by
     (trajectory, turn) once, laid out as a zero-padded (n_trajs, max_T) matrix, and a backward pass
-    over the T columns accumulates G[:, t] = r[:, t] + gamma * G[:, t+1].
+    over the T columns accumulates G[:, t] = x[:, t] + gamma * G[:, t+1].
     """
     n = len(table)
     if n == 0:
@@ -165,7 +172,7 @@ def discounted_returns(table: StepTable, gamma: float) -> np.ndarray:
     rows = table.time_order
     traj, pos = table.traj_codes[rows], table.position[rows]
     rewards = np.zeros((table.n_trajs, int(table.traj_lengths.max())))
-    rewards[traj, pos] = table.reward[rows]
+    rewards[traj, pos] = np.asarray(values, dtype=np.float64)[rows]
     returns = np.zeros_like(rewards)
     running = np.zeros(table.n_trajs)
     for t in range(rewards.shape[1] - 1, -1, -1):  # loop over time, not rows
@@ -286,13 +293,17 @@ def advantage_diagnostics(table: StepTable, advantages: np.ndarray) -> dict[str,
     if n == 0:
         return out | {"adv/mean": 0.0, "adv/std": 0.0, "adv/min": 0.0, "adv/max": 0.0, "adv/zero_frac": 0.0,
                       "group/mean_trajs": 0.0, "group/uniform_return_frac": 0.0}
-    out |= {
-        "adv/mean": float(adv.mean()),
-        "adv/std": float(adv.std()),
-        "adv/min": float(adv.min()),
-        "adv/max": float(adv.max()),
-        "adv/zero_frac": float((np.abs(adv) < 1e-12).mean()),
-    }
+    kept = adv[~np.isnan(adv)]  # NaN marks rows an estimator leaves out of training (MC-GRPO's pivot)
+    out["adv/dropped_frac"] = 1.0 - len(kept) / n
+    out |= {"adv/mean": 0.0, "adv/std": 0.0, "adv/min": 0.0, "adv/max": 0.0, "adv/zero_frac": 0.0}
+    if len(kept):
+        out |= {
+            "adv/mean": float(kept.mean()),
+            "adv/std": float(kept.std()),
+            "adv/min": float(kept.min()),
+            "adv/max": float(kept.max()),
+            "adv/zero_frac": float((np.abs(kept) < 1e-12).mean()),
+        }
     # per trajectory: its group and its return; per group: max - min of the returns
     traj_group = np.zeros(table.n_trajs, dtype=np.int64)
     traj_group[table.traj_codes] = table.group_codes

@@ -44,7 +44,11 @@ def minibatches(rows: Sequence[Row], size: int, rng: random.Random) -> Iterator[
 
 
 def micro_batches(rows: Sequence[Row], size: int) -> Iterator[list[Row]]:
-    """Split into micro-batches of similar lengths so little compute goes to padding."""
-    by_len = sorted(rows, key=lambda r: r.length)
+    """Split into micro-batches of similar lengths so little compute goes to padding.
+
+    Rows with the same prompt end up next to each other, so a micro-batch holds whole groups of
+    them and the shared-prefix forward (algorithms.md §15) can encode each prompt once.
+    """
+    by_len = sorted(rows, key=lambda r: (len(r.prompt_ids), tuple(r.prompt_ids), len(r.response_ids)))
     for start in range(0, len(by_len), size):
         yield by_len[start:start + size]

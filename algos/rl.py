@@ -20,30 +20,67 @@ from agents.prompts import PromptBuilder
 from agents.records import Trajectory
 from agents.rollout import Rollout, collect
 from algos.advantages import compute_advantages
-from algos.gigpo import gigpo_diagnostics
 from algos.batching import Row, micro_batches, minibatches
-from algos.losses import agg_loss, low_var_kl, ppo_clip_loss
+from algos.gigpo import gigpo_diagnostics
+from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
+                          value_loss)
 from algos.steptable import StepTable
 from algos.train_config import TrainConfig
 
+#: Estimators that read the ground-truth probe (algorithms.md §4.1); the rollout takes it for them.
+PROBE_ESTIMATORS = ("igpo", "a2tgpo")
+#: Options the trainer keeps for itself rather than passing to the estimator.
+_TRAINER_OPTIONS = {"gae": ("critic_lr", "value_clip", "critic_warmup"), "a2tgpo": ("clip_beta",)}
+
 
 def estimator_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The config section named after the estimator (empty when it has none)."""
+    """The estimator's options: the config section named after it (empty when it has none)."""
     section = getattr(cfg.algo, cfg.algo.name.replace("-", "_"), None)
-    return dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+    if not dataclasses.is_dataclass(section):
+        return {}
+    options = dataclasses.asdict(section)
+    for key in _TRAINER_OPTIONS.get(cfg.algo.name, ()):
+        options.pop(key, None)
+    if cfg.algo.name == "hgpo" and options.get("history_length") is None:
+        options["history_length"] = cfg.env.history_length  # K follows the prompt memory
+    if cfg.algo.name == "gdpo" and options.get("weights") is not None:
+        options["weights"] = tuple(options["weights"])
+    return options
 
 
 def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
-    """Per-step rows carrying their advantage; infrastructure failures are left out of training."""
+    """Per-step rows carrying their advantage; infrastructure failures are left out of training.
+
+    Rows whose advantage is NaN are the estimator's way of leaving a row out (MC-GRPO's pivot).
+    """
     steps = [s for t in trajectories if t.error is None for s in t.steps]
     if not steps:
         return [], {}
     table = StepTable.from_records(steps)
     adv = compute_advantages(cfg.algo.name, table, **estimator_config(cfg))
-    rows = [Row(s.prompt_ids, s.response_ids, float(a), meta={"rollout_logprobs": s.logprobs})
-            for s, a in zip(steps, adv) if s.response_ids]
-    stats = {"adv_mean": float(adv.mean()), "adv_std": float(adv.std()), "adv_min": float(adv.min()),
-             "adv_max": float(adv.max()), "adv_zero_share": float(np.mean(np.abs(adv) < 1e-8))}
+    extra: dict[str, np.ndarray] = {}
+    if cfg.algo.name == "a2tgpo":
+        from algos.a2tgpo import a2tgpo_clip_ranges
+
+        extra["clip"] = a2tgpo_clip_ranges(table, clip=cfg.loss.clip_low, beta=cfg.algo.a2tgpo.clip_beta,
+                                           info_gain=cfg.algo.a2tgpo.info_gain)
+    if cfg.algo.name == "gae":
+        from algos.gae import gae_advantages
+
+        _, extra["return"] = gae_advantages(table, cfg.algo.gae.gamma, cfg.algo.gae.lam)
+    rows = []
+    for k, (s, a) in enumerate(zip(steps, adv)):
+        if not s.response_ids or np.isnan(a):
+            continue
+        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": s.value}
+        meta.update({name: float(col[k]) for name, col in extra.items()})
+        rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
+    kept = adv[~np.isnan(adv)] if np.isnan(adv).any() else adv
+    if kept.size == 0:
+        return rows, {"dropped_rows": float(len(adv))}
+    stats = {"adv_mean": float(kept.mean()), "adv_std": float(kept.std()), "adv_min": float(kept.min()),
+             "adv_max": float(kept.max()), "adv_zero_share": float(np.mean(np.abs(kept) < 1e-8)),
+             "dropped_rows": float(len(adv) - len(kept))}
     # Anchor-group sizes are worth watching for every estimator: they say how much step-level
     # credit GiGPO could find in this batch.
     stats.update({k.replace("step_group/", "step_group_"): float(v) for k, v in gigpo_diagnostics(table).items()})
@@ -59,47 +96,162 @@ class RLTrainer:
         self.ref_model = ref_model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
+        self.critic = self.critic_optimizer = None
+        if cfg.algo.name == "gae":
+            from algos.critic import Critic
+
+            self.critic = Critic(self.model, self.pad_id)
+            self.critic_optimizer = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad],
+                                                      lr=cfg.algo.gae.critic_lr)
+        #: EPO's entropy history (§6.1): per iteration, the mean token entropy of each turn index
+        self.entropy_history: list[dict[int, float]] = []
+
+    @property
+    def group_size(self) -> int:
+        """Rollouts per task: MC-GRPO collects G + 1 and leaves its median pivot out (§13.1)."""
+        return self.cfg.rl.group_size + (1 if self.cfg.algo.name == "mc_grpo" else 0)
+
+    # -- state beyond the policy's weights (checkpointed) --------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "entropy_history": self.entropy_history}
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.entropy_history = [{int(k): v for k, v in h.items()} for h in state.get("entropy_history", [])]
+        if self.critic is not None:
+            if "critic" not in state:
+                raise RuntimeError("the checkpoint has no critic; it was not saved by a gae run")
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
 
     # -- rollout ---------------------------------------------------------------------------------
-    def task_seeds(self, iteration: int) -> list[int]:
+    def task_seeds(self, iteration: int, round_: int = 0) -> list[int]:
         n = self.cfg.rl.tasks_per_iter
-        return [self.cfg.seed * 1_000_003 + iteration * n + k for k in range(n)]
+        return [self.cfg.seed * 1_000_003 + iteration * n + k + round_ * 100_003 for k in range(n)]
 
-    def collect(self, iteration: int) -> Rollout:
+    def collect(self, iteration: int, round_: int = 0) -> Rollout:
         rl = self.cfg.rl
         sampling = SamplingParams(temperature=rl.temperature, top_p=rl.top_p, max_new_tokens=rl.max_new_tokens,
-                                  seed=self.cfg.seed * 7_919 + iteration)
+                                  seed=self.cfg.seed * 7_919 + iteration + round_ * 104_729)
         self.model.eval()
-        return collect(self.pool, self.policy, self.task_seeds(iteration), rl.group_size, sampling, self.prompt,
-                       first_group_id=iteration * rl.tasks_per_iter)
+        kwargs = {"probe_ground_truth": True} if self.cfg.algo.name in PROBE_ESTIMATORS else {}
+        return collect(self.pool, self.policy, self.task_seeds(iteration, round_), self.group_size, sampling,
+                       self.prompt, first_group_id=(iteration * rl.max_sampling_rounds + round_) * rl.tasks_per_iter,
+                       **kwargs)
+
+    def collect_batch(self, iteration: int) -> tuple[list[Trajectory], dict[str, float]]:
+        """The iteration's trajectories and rollout metrics, with DAPO's dynamic sampling if enabled.
+
+        Dynamic sampling (algorithms.md §11.1) keeps only task groups whose returns differ, collects
+        fresh tasks until `tasks_per_iter` such groups are in or `max_sampling_rounds` rounds are
+        spent, and keeps the first `tasks_per_iter` groups. The rollout metrics are those of the
+        first round: the policy's success on a plain sample of tasks.
+        """
+        rl = self.cfg.rl
+        first = self.collect(iteration)
+        metrics = dict(first.metrics)
+        if not rl.dynamic_sampling:
+            return first.trajectories, metrics
+        kept: list[list[Trajectory]] = []
+        rollout, rounds = first, 0
+        while True:
+            kept += informative_groups(rollout.trajectories)
+            rounds += 1
+            if len(kept) >= rl.tasks_per_iter or rounds >= rl.max_sampling_rounds:
+                break
+            rollout = self.collect(iteration, rounds)
+        metrics.update({"dynamic_rounds": float(rounds), "dynamic_groups": float(min(len(kept), rl.tasks_per_iter)),
+                        "dynamic_dropped_first_round": float(rl.tasks_per_iter - len(informative_groups(first.trajectories)))})
+        return [t for group in kept[: rl.tasks_per_iter] for t in group], metrics
+
+    # -- critic ----------------------------------------------------------------------------------
+    def attach_values(self, trajectories: list[Trajectory]) -> None:
+        steps = [s for t in trajectories for s in t.steps]
+        values = self.critic.values([s.prompt_ids for s in steps], self.cfg.rl.micro_batch_size)
+        for s, v in zip(steps, values):
+            s.value = float(v)
+
+    def update_critic(self, rows: list[Row], iteration: int) -> dict[str, float]:
+        cfg = self.cfg
+        rng = random.Random(cfg.seed * 2_003 + iteration)
+        sums: dict[str, float] = {}
+        n = 0
+        self.critic.train()
+        for _ in range(cfg.rl.ppo_epochs):
+            for mb in minibatches(rows, cfg.rl.minibatch_size, rng):
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                for micro in micro_batches(mb, cfg.rl.micro_batch_size):
+                    values = self.critic([r.prompt_ids for r in micro])
+                    old = torch.tensor([r.meta["value"] for r in micro], dtype=values.dtype)
+                    returns = torch.tensor([r.meta["return"] for r in micro], dtype=values.dtype)
+                    loss, stats = value_loss(values, old, returns, clip=cfg.algo.gae.value_clip or None)
+                    (loss * len(micro) / len(mb)).backward()
+                    for k, v in {"value_loss": float(loss), **stats}.items():
+                        sums[k] = sums.get(k, 0.0) + v * len(micro) / len(mb)
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.rl.max_grad_norm)
+                self.critic_optimizer.step()
+                n += 1
+        self.critic.eval()
+        return {f"critic_{k}": v / max(n, 1) for k, v in sums.items()}
 
     # -- update ----------------------------------------------------------------------------------
+    def _forward(self, model: torch.nn.Module, rows: list[Row], return_entropy: bool = False):
+        prompts, responses = [r.prompt_ids for r in rows], [r.response_ids for r in rows]
+        if self.cfg.rl.shared_prefix:
+            from algos.prefix_forward import shared_prefix_logprobs
+
+            return shared_prefix_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy)
+        return sequence_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy)
+
     @torch.no_grad()
-    def attach_logprobs(self, rows: list[Row]) -> None:
+    def attach_logprobs(self, rows: list[Row]) -> dict[int, float]:
         """Old (and reference) logprobs for the PPO ratio (and the KL term).
 
         verl recomputes old logprobs because its sampler (vLLM) differs numerically from the
         trainer; so do we by default. The hf backend samples with the trainer's own weights and its
         logprobs match a recomputation to ~1e-6 (tests/test_hf.py), so `rl.recompute_old_logprobs=false`
-        may reuse them and skip a forward pass.
+        may reuse them and skip a forward pass. With EPO on, the same pass measures the rollout
+        policy's token entropy per turn index; returns that {turn: mean entropy} (else {}).
         """
         need_old = self.cfg.rl.recompute_old_logprobs
         need_ref = self.ref_model is not None and self.cfg.loss.kl_coef > 0
+        need_entropy = self.cfg.loss.epo.enabled
         for r in rows:
             if not need_old:
                 r.old_logprobs = torch.tensor(r.meta["rollout_logprobs"], dtype=torch.float32)
-        if not (need_old or need_ref):
-            return
+        ent_sum: dict[int, float] = {}
+        ent_n: dict[int, float] = {}
+        if not (need_old or need_ref or need_entropy):
+            return {}
         for mb in micro_batches(rows, self.cfg.rl.micro_batch_size):
-            prompts, responses = [r.prompt_ids for r in mb], [r.response_ids for r in mb]
-            logp = sequence_logprobs(self.model, prompts, responses, pad_id=self.pad_id)[0] if need_old else None
-            ref = sequence_logprobs(self.ref_model, prompts, responses, pad_id=self.pad_id)[0] if need_ref else None
+            logp = entropy = ref = None
+            if need_old or need_entropy:
+                logp, mask, entropy = self._forward(self.model, mb, return_entropy=need_entropy)
+            if need_ref:
+                ref = self._forward(self.ref_model, mb)[0]
             for k, r in enumerate(mb):
                 n = len(r.response_ids)
-                if logp is not None:
+                if need_old:
                     r.old_logprobs = logp[k, :n].clone()
                 if ref is not None:
                     r.ref_logprobs = ref[k, :n].clone()
+                if entropy is not None:
+                    t = r.meta["turn"]
+                    ent_sum[t] = ent_sum.get(t, 0.0) + float(entropy[k, :n].sum())
+                    ent_n[t] = ent_n.get(t, 0.0) + n
+        return {t: ent_sum[t] / max(ent_n[t], 1.0) for t in ent_sum}
+
+    def reference_entropy(self, turn: int) -> float:
+        """EPO's H̄_t: the mean over all iterations so far of turn t's rollout entropy."""
+        seen = [h[turn] for h in self.entropy_history if turn in h]
+        if not seen:  # a turn index never reached before: the nearest earlier turn's history
+            earlier = [t for h in self.entropy_history for t in h if t < turn]
+            return self.reference_entropy(max(earlier)) if earlier else 1.0
+        return sum(seen) / len(seen)
 
     def update(self, rows: list[Row], iteration: int) -> dict[str, float]:
         cfg, loss_cfg = self.cfg.rl, self.cfg.loss
@@ -107,41 +259,60 @@ class RLTrainer:
         rng = random.Random(self.cfg.seed * 1_009 + iteration)
         sums: dict[str, float] = {}
         n_steps = 0
+        phase = 1.0
+        if loss_cfg.epo.enabled and loss_cfg.epo.phase_weights:
+            phase = epo_phase_weight(iteration, max(cfg.iterations, 1))
         for _ in range(cfg.ppo_epochs):
             for mb in minibatches(rows, cfg.minibatch_size, rng):
-                stats = self._minibatch_step(mb, loss_cfg)
+                stats = self._minibatch_step(mb, loss_cfg, phase)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_steps += 1
         self.model.eval()
-        return {k: v / max(n_steps, 1) for k, v in sums.items()}
+        out = {k: v / max(n_steps, 1) for k, v in sums.items()}
+        if loss_cfg.epo.enabled:
+            out["epo_phase_weight"] = phase
+        return out
 
-    def _minibatch_step(self, mb: list[Row], loss_cfg: Any) -> dict[str, float]:
-        token_level = loss_cfg.agg == "token-mean"
+    def _minibatch_step(self, mb: list[Row], loss_cfg: Any, phase: float = 1.0) -> dict[str, float]:
+        # GSPO and SAPO aggregate seq-mean-token-mean whatever loss.agg says (algorithms.md B.8);
+        # the entropy and KL terms follow the same aggregation so one micro-batch weight fits all
+        agg = policy_loss_agg(loss_cfg.name, loss_cfg.agg)
+        token_level = agg == "token-mean"
         total_tokens = sum(len(r.response_ids) for r in mb)
+        epo = loss_cfg.epo
         self.optimizer.zero_grad(set_to_none=True)
         acc: dict[str, float] = {}
         for micro in micro_batches(mb, self.cfg.rl.micro_batch_size):
-            logp, mask, entropy = sequence_logprobs(self.model, [r.prompt_ids for r in micro],
-                                                    [r.response_ids for r in micro], pad_id=self.pad_id,
-                                                    return_entropy=True)
+            logp, mask, entropy = self._forward(self.model, micro, return_entropy=True)
             old = _pad([r.old_logprobs for r in micro], logp.shape[1])
             adv = torch.tensor([r.advantage for r in micro], dtype=logp.dtype)
-            loss, stats = ppo_clip_loss(logp, old, adv, mask, clip_low=loss_cfg.clip_low,
-                                        clip_high=loss_cfg.clip_high, clip_ratio_c=loss_cfg.clip_ratio_c,
-                                        agg=loss_cfg.agg)
-            ent = agg_loss(entropy, mask, loss_cfg.agg)
-            if loss_cfg.entropy_coef:
+            clip_low: float | torch.Tensor = loss_cfg.clip_low
+            clip_high: float | torch.Tensor = loss_cfg.clip_high
+            if "clip" in micro[0].meta:  # A2TGPO's per-turn clip range (§5.2), symmetric
+                clip_low = clip_high = torch.tensor([r.meta["clip"] for r in micro], dtype=logp.dtype)
+            loss, stats = policy_loss(loss_cfg.name, logp, old, adv, mask, clip_low=clip_low, clip_high=clip_high,
+                                      clip_ratio_c=loss_cfg.clip_ratio_c, agg=loss_cfg.agg,
+                                      tau_pos=loss_cfg.tau_pos, tau_neg=loss_cfg.tau_neg)
+            ent = agg_loss(entropy, mask, agg)
+            if epo.enabled:
+                ref_ent = torch.tensor([self.reference_entropy(r.meta["turn"]) for r in micro], dtype=logp.dtype)
+                term, epo_stats = epo_regularizer(
+                    entropy, ref_ent, mask, agg, entropy_coef=loss_cfg.entropy_coef,
+                    smooth_coef=epo.smooth_coef, phase_weight=phase, kappa_lo=epo.kappa_lo, kappa_hi=epo.kappa_hi,
+                    penalty=epo.penalty, mode=epo.mode, faithful=epo.faithful)
+                loss = loss + term
+                stats.update(epo_stats)
+            elif loss_cfg.entropy_coef:
                 loss = loss - loss_cfg.entropy_coef * ent
             if loss_cfg.kl_coef and micro[0].ref_logprobs is not None:
-                kl = agg_loss(low_var_kl(logp, _pad([r.ref_logprobs for r in micro], logp.shape[1])), mask,
-                              loss_cfg.agg)
+                kl = agg_loss(low_var_kl(logp, _pad([r.ref_logprobs for r in micro], logp.shape[1])), mask, agg)
                 loss = loss + loss_cfg.kl_coef * kl
                 stats["kl"] = kl.detach()
             # Weight micro-batches so the accumulated gradient equals the minibatch aggregate.
             weight = (float(mask.sum()) / total_tokens) if token_level else len(micro) / len(mb)
             (loss * weight).backward()
-            stats = {**{k: float(v) for k, v in stats.items()}, "pg_loss": float(loss.detach()),
+            stats = {**{k: float(v) for k, v in stats.items()}, "loss": float(loss.detach()),
                      "entropy": float(ent.detach())}
             for k, v in stats.items():
                 acc[k] = acc.get(k, 0.0) + weight * v
@@ -153,20 +324,43 @@ class RLTrainer:
     # -- one iteration ---------------------------------------------------------------------------
     def iteration(self, iteration: int) -> dict[str, float]:
         t0 = time.perf_counter()
-        rollout = self.collect(iteration)
+        trajectories, rollout_metrics = self.collect_batch(iteration)
         t1 = time.perf_counter()
-        rows, adv_stats = rows_with_advantages(rollout.trajectories, self.cfg)
-        self.attach_logprobs(rows)
+        if self.critic is not None:
+            self.attach_values(trajectories)
+        rows, adv_stats = rows_with_advantages(trajectories, self.cfg)
+        turn_entropy = self.attach_logprobs(rows)
+        if turn_entropy:
+            self.entropy_history.append(turn_entropy)
         t2 = time.perf_counter()
-        upd = self.update(rows, iteration) if rows else {}
+        upd: dict[str, float] = {}
+        if self.critic is not None and rows:
+            upd.update(self.update_critic(rows, iteration))
+        warming = self.critic is not None and iteration < self.cfg.algo.gae.critic_warmup
+        if rows and not warming:
+            upd.update(self.update(rows, iteration))
         t3 = time.perf_counter()
         tokens = sum(len(r.response_ids) + len(r.prompt_ids) for r in rows)
-        m = {f"rollout/{k}": v for k, v in rollout.metrics.items()}
+        m = {f"rollout/{k}": v for k, v in rollout_metrics.items()}
         m.update({f"adv/{k}": v for k, v in adv_stats.items()})
         m.update({f"train/{k}": v for k, v in upd.items()})
         m.update({"time/rollout": t1 - t0, "time/prepare": t2 - t1, "time/update": t3 - t2,
-                  "train/rows": float(len(rows)), "train/tokens_per_s": tokens / max(t3 - t1, 1e-9)})
+                  "train/rows": float(len(rows)), "train/tokens": float(tokens),
+                  "train/tokens_per_s": tokens / max(t3 - t1, 1e-9)})
         return m
+
+
+def informative_groups(trajectories: list[Trajectory]) -> list[list[Trajectory]]:
+    """Task groups whose (healthy) trajectories do not all have the same return, in batch order."""
+    groups: dict[int, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.group_id, []).append(t)
+    out = []
+    for group in groups.values():
+        returns = [t.episode_return for t in group if t.error is None]
+        if len(returns) > 1 and max(returns) - min(returns) > 1e-9:
+            out.append(group)
+    return out
 
 
 def _pad(tensors: list[torch.Tensor | None], width: int) -> torch.Tensor:

@@ -11,6 +11,14 @@ A row is one agent decision (algorithms.md §0.2 step-independent layout, §0.3 
     valid   whether the action was admissible (verl-agent's `is_action_valid`)
     text    raw anchor text for similarity grouping (§1.1 step 4); defaults to `anchor`
 
+Optional columns, needed only by the estimators that read them:
+
+    action      hashable key of the action taken (SALT's trajectory graph, §7); None if not given
+    probe       the policy's mean log-prob of the ground-truth answer given the context before
+                this turn (IGPO / A2TGPO, §4.1); NaN where no probe was taken
+    value       the critic's value V(s_t) of the state before this turn (GAE)
+    components  [n_rows, K] sub-rewards of the step (GDPO, §14); `component_names` names them
+
 Rows may come in any order. Integer codes for the key columns (np.unique / a dict factorisation)
 and the time order of every trajectory are computed on first use and cached; the columns are
 read-only so the caches cannot go stale.
@@ -95,6 +103,19 @@ def _numeric_column(values: Any, name: str, kind: str) -> np.ndarray:
     return arr
 
 
+def _component_matrix(values: list[Any]) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Per-row sub-reward dicts (or None) -> an [n, K] matrix over the sorted union of names (missing = 0)."""
+    if not any(values):
+        return None, ()
+    names = sorted({k for v in values if v for k in v})
+    col = {k: j for j, k in enumerate(names)}
+    out = np.zeros((len(values), len(names)))
+    for i, v in enumerate(values):
+        for k, x in (v or {}).items():
+            out[i, col[k]] = float(x)
+    return out, tuple(names)
+
+
 def factorize(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer codes 0..k-1 for the distinct values of `keys`; returns (codes int64, k).
 
@@ -132,10 +153,16 @@ class StepTable:
     anchor: Any
     valid: Any = None
     text: Any = None
+    action: Any = None
+    probe: Any = None
+    value: Any = None
+    components: Any = None
+    component_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         lengths = {}
-        for name in ("group", "traj", "turn", "reward", "anchor", "valid", "text"):
+        for name in ("group", "traj", "turn", "reward", "anchor", "valid", "text", "action", "probe", "value",
+                     "components"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -160,6 +187,23 @@ class StepTable:
             set_("text", self.anchor)
         else:
             set_("text", _key_column(self.text, "text"))
+        if self.action is not None:
+            set_("action", _key_column(self.action, "action"))
+        probe = np.full(n, np.nan) if self.probe is None else np.asarray(self.probe, dtype=np.float64)
+        if probe.shape != (n,):
+            raise ValueError(f"StepTable.probe must be 1-D, got shape {probe.shape}")
+        probe.flags.writeable = False
+        set_("probe", probe)
+        if self.value is not None:
+            set_("value", _numeric_column(self.value, "value", "float"))
+        if self.components is not None:
+            comp = np.asarray(self.components, dtype=np.float64).reshape(n, -1)
+            comp.flags.writeable = False
+            set_("components", comp)
+            names = tuple(self.component_names) or tuple(f"r{k}" for k in range(comp.shape[1]))
+            if len(names) != comp.shape[1]:
+                raise ValueError(f"StepTable.component_names has {len(names)} names for {comp.shape[1]} components")
+            set_("component_names", names)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -170,6 +214,7 @@ class StepTable:
         columns: dict[str, list] = {f: [] for f in _RECORD_FIELDS}
         texts: list = []
         has_text = False
+        optional: dict[str, list] = {"action": [], "probe": [], "value": [], "components": []}
         for i, rec in enumerate(records):
             get = rec.get if isinstance(rec, Mapping) else (lambda k, d=None, _r=rec: getattr(_r, k, d))
             for f in _RECORD_FIELDS:
@@ -181,18 +226,28 @@ class StepTable:
             text = get("text", None)
             has_text |= text is not None
             texts.append(text)
+            for f, values in optional.items():
+                values.append(get(f, None))
         if has_text:
             texts = [a if t is None else t for t, a in zip(texts, columns["anchor"])]
+        probe = [np.nan if p is None else p for p in optional["probe"]]
+        value = optional["value"] if optional["value"] and None not in optional["value"] else None
+        comps, names = _component_matrix(optional["components"])
         return cls(group=columns["group_id"], traj=columns["traj_id"], turn=columns["turn"],
                    reward=columns["reward"], anchor=columns["anchor"], valid=columns["valid"],
-                   text=texts if has_text else None)
+                   text=texts if has_text else None,
+                   action=optional["action"] if any(a is not None for a in optional["action"]) else None,
+                   probe=probe, value=value, components=comps, component_names=names)
 
     def take(self, rows: Any) -> StepTable:
         """A new table with the given rows (an index array or a boolean mask), in that order."""
         rows = np.asarray(rows)
+        pick = lambda col: None if col is None else col[rows]  # noqa: E731
         return StepTable(group=self.group[rows], traj=self.traj[rows], turn=self.turn[rows],
                          reward=self.reward[rows], anchor=self.anchor[rows], valid=self.valid[rows],
-                         text=None if self.text is self.anchor else self.text[rows])
+                         text=None if self.text is self.anchor else self.text[rows],
+                         action=pick(self.action), probe=self.probe[rows], value=pick(self.value),
+                         components=pick(self.components), component_names=self.component_names)
 
     # ------------------------------------------------------------------ sizes
 

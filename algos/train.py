@@ -56,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"groupwise train: {exc}", file=sys.stderr)
         return 2
-    summary = train(cfg, resume=resume)
+    try:
+        summary = train(cfg, resume=resume)
+    except ConfigError as exc:  # a combination that cannot work, found before any training
+        print(f"groupwise train: {exc}", file=sys.stderr)
+        return 2
     return 130 if summary.get("interrupted") else 0
 
 
@@ -96,7 +100,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     out = Path(cfg.out_dir).expanduser()
     ckpt_dir = out / "checkpoints"
     spec(cfg.env.id)  # an unknown env or estimator fails here, before any work
-    _check_estimator(cfg)
+    check_algorithm(cfg)
     state = load_latest(ckpt_dir) if resume else None
     if resume and state is None:
         print(f"no checkpoint in {ckpt_dir}; starting a new run")
@@ -110,7 +114,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     compact = cfg.env.prompt == "compact" or (cfg.env.prompt == "auto" and not cfg.model.path)
     prompt = PromptBuilder.for_env(cfg.env.id, compact=compact, history_length=cfg.env.history_length)
-    pool_size = max(cfg.rl.tasks_per_iter * cfg.rl.group_size, min(cfg.eval.episodes, 128))
+    group_size = cfg.rl.group_size + (1 if cfg.algo.name == "mc_grpo" else 0)  # MC-GRPO collects G + 1
+    pool_size = max(cfg.rl.tasks_per_iter * group_size, min(cfg.eval.episodes, 128))
     t_start = time.perf_counter()
     with EnvPool(cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers, env_kwargs=cfg.env.kwargs) as pool:
         policy = load_policy(cfg, out, compact)
@@ -139,14 +144,55 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     return _finish(cfg, out, policy, history, interrupted, time.perf_counter() - t_start)
 
 
-def _check_estimator(cfg: TrainConfig) -> None:
+def check_algorithm(cfg: TrainConfig) -> None:
+    """Reject, before any work, an estimator that does not exist or cannot work with this setup."""
     from algos.advantages import check_estimator
-    from algos.rl import estimator_config
+    from algos.rl import PROBE_ESTIMATORS, estimator_config
 
+    name = cfg.algo.name
     try:
-        check_estimator(cfg.algo.name, **estimator_config(cfg))
+        check_estimator(name, **estimator_config(cfg))
     except TypeError as exc:  # an option the estimator does not take is a config mistake
         raise ConfigError(str(exc)) from exc
+    except ValueError as exc:  # an unknown estimator
+        raise ConfigError(f"algo.name: {exc}") from exc
+    k = cfg.algo.hgpo.history_length
+    if name == "hgpo" and k is not None and k != cfg.env.history_length:
+        raise ConfigError(
+            f"hgpo groups steps by their last {k} + 1 states, but the prompts carry env.history_length="
+            f"{cfg.env.history_length} past steps, so its context groups would not match what the policy saw. "
+            f"Set algo.hgpo.history_length={cfg.env.history_length} (or leave it null to follow the prompt), "
+            f"or env.history_length={k}.")
+    if name == "mc_grpo" and cfg.rl.group_size < 2:
+        raise ConfigError("mc_grpo needs rl.group_size >= 2 (it collects G + 1 rollouts and drops the median)")
+    if cfg.rl.dynamic_sampling and cfg.rl.max_sampling_rounds < 1:
+        raise ConfigError("rl.max_sampling_rounds must be >= 1 when rl.dynamic_sampling is on")
+    if name in PROBE_ESTIMATORS or name == "gdpo":
+        info = _first_step_info(cfg)
+        if name in PROBE_ESTIMATORS and "ground_truth" not in info:
+            raise ConfigError(
+                f"{name} needs the ground-truth answer of each task (info['ground_truth']) for its information-gain "
+                f"probe, and env {cfg.env.id!r} does not provide one. Use an estimator without a probe "
+                f"(e.g. algo.name=gigpo or grpo) or an environment with a ground truth such as a QA task.")
+        if name == "gdpo" and not info.get("reward_components"):
+            raise ConfigError(
+                f"gdpo normalises each sub-reward separately, and env {cfg.env.id!r} reports none "
+                f"(info['reward_components'] after a step). Use algo.name=grpo, or an env with named sub-rewards.")
+
+
+def _first_step_info(cfg: TrainConfig) -> dict[str, Any]:
+    """The env's info after reset merged with its info after one (expert or first) action."""
+    from envs import make
+
+    env = make(cfg.env.id, **cfg.env.kwargs)
+    try:
+        _, info = env.reset(seed=cfg.seed)
+        action = env.expert_action() if hasattr(env, "expert_action") else None
+        if action is not None:
+            info = {**info, **env.step(action)[4]}
+        return info
+    finally:
+        env.close()
 
 
 def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prompt: Any, logger: MetricsLogger,
@@ -165,6 +211,8 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
         for it in range(start, cfg.rl.iterations):
             metrics = trainer.iteration(it)
             done = it + 1
+            for key, metric in (("tokens_generated", "rollout/tokens_generated"), ("tokens_trained", "train/tokens")):
+                history[key] = history.get(key, 0.0) + metrics.get(metric, 0.0)
             if done % cfg.eval.every == 0 or done == cfg.rl.iterations:
                 ev = evaluate(policy, pool, prompt, cfg)
                 history["eval"].append({"iteration": done, **ev})
@@ -236,7 +284,7 @@ def _save(ckpt_dir: Path, cfg: TrainConfig, iteration: int, model: torch.nn.Modu
         "iteration": iteration,
         "config": to_dict(cfg),
         "model": _trainable_state(model),
-        "optimizer": trainer.optimizer.state_dict(),
+        "trainer": trainer.state_dict(),
         "history": json.loads(json.dumps(history)),
     }, keep_last=cfg.keep_checkpoints)
 
@@ -245,7 +293,7 @@ def _restore(state: dict[str, Any], model: torch.nn.Module, trainer: Any, histor
     missing = model.load_state_dict(state["model"], strict=False)
     if missing.unexpected_keys:
         raise RuntimeError(f"checkpoint does not match the model: unexpected keys {missing.unexpected_keys[:5]}")
-    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.load_state_dict(state["trainer"] if "trainer" in state else {"optimizer": state["optimizer"]})
     history.update(state.get("history") or {})
     if "rng" in state:
         restore_rng_state(state["rng"])
@@ -259,6 +307,8 @@ def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], i
         "env": cfg.env.id, "algo": cfg.algo.name, "iterations": evals[-1]["iteration"] if evals else 0,
         "success_before_rl": evals[0]["success"] if evals else None,
         "success_after_rl": evals[-1]["success"] if evals else None,
+        "best_success": max(e["success"] for e in evals[1:]) if len(evals) > 1 else None,
+        "tokens_generated": history.get("tokens_generated", 0.0), "tokens_trained": history.get("tokens_trained", 0.0),
         "eval_episodes": cfg.eval.episodes, "seconds": round(seconds, 1), "interrupted": interrupted,
         "eval_curve": evals,
     }

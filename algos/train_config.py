@@ -77,21 +77,130 @@ class FlowGRPOOptions:
 
 
 @dataclass
+class HGPOOptions:
+    gamma: float = 0.95
+    #: K, the history depth of the context groups. It must equal the prompt memory
+    #: (env.history_length); None takes it from there, a different value is a config error.
+    history_length: Optional[int] = None
+    mode: Literal["mean_norm", "mean_std_norm"] = "mean_std_norm"
+    length_weight_alpha: float = 1.0
+    base_group: bool = False
+    invalid_penalty: float = 0.1
+
+
+@dataclass
+class IGPOOptions:
+    gamma: float = 1.0
+    info_gain: Literal["prob_diff", "log_prob_diff"] = "prob_diff"
+    norm: Literal["joint", "separate"] = "joint"
+
+
+@dataclass
+class A2TGPOOptions:
+    gamma: float = 1.0
+    info_gain: Literal["prob_diff", "log_prob_diff"] = "prob_diff"
+    #: β of the adaptive turn-level clip range ε_t = ε·(1 + β(2σ(Ĩ_t) − 1)), ε = loss.clip_low.
+    clip_beta: float = 0.3
+
+
+@dataclass
+class RLOOOptions:
+    invalid_penalty: float = 0.1
+
+
+@dataclass
+class ReinforcePPOptions:
+    gamma: float = 1.0
+    baseline: bool = True  # REINFORCE++-baseline: subtract the group mean before batch whitening
+    invalid_penalty: float = 0.1
+
+
+@dataclass
+class DrGRPOOptions:
+    episode_stats_over: Literal["steps", "trajs"] = "steps"
+    invalid_penalty: float = 0.1
+
+
+@dataclass
+class MCGRPOOptions:
+    #: "mad" is the paper's (median absolute deviation + 1e-3: |A| = 1000 for binary rewards),
+    #: "std" and "none" are the safer alternatives of algorithms.md §13.1.
+    scale: Literal["mad", "std", "none"] = "mad"
+
+
+@dataclass
+class GDPOOptions:
+    #: One weight per named sub-reward (info["reward_components"], sorted by name); None = all 1.
+    weights: Optional[list[float]] = None
+
+
+@dataclass
+class SALTOptions:
+    base: Literal["grpo", "rloo"] = "grpo"
+    merge: Literal["prefix", "state"] = "prefix"
+
+
+@dataclass
+class GAEOptions:
+    """PPO with a critic: a value model trained alongside the policy on the GAE returns."""
+
+    gamma: float = 1.0
+    lam: float = 1.0
+    whiten: bool = True  # normalise the advantages over the batch (verl does)
+    critic_lr: float = 1e-3
+    value_clip: float = 0.2  # PPO value clipping around the old values; 0 disables it
+    critic_warmup: int = 0  # iterations that train only the critic before the policy moves
+
+
+@dataclass
 class AlgoConfig:
+    #: The advantage estimator: gigpo, grpo, hgpo, flow_grpo, igpo, a2tgpo, rloo, reinforce_pp,
+    #: dr_grpo, mc_grpo, gdpo, salt or gae (algos/<name>.py documents each). Its options are the
+    #: section of the same name below.
     name: str = "gigpo"
     grpo: GRPOOptions = field(default_factory=GRPOOptions)
     gigpo: GiGPOOptions = field(default_factory=GiGPOOptions)
+    hgpo: HGPOOptions = field(default_factory=HGPOOptions)
     flow_grpo: FlowGRPOOptions = field(default_factory=FlowGRPOOptions)
+    igpo: IGPOOptions = field(default_factory=IGPOOptions)
+    a2tgpo: A2TGPOOptions = field(default_factory=A2TGPOOptions)
+    rloo: RLOOOptions = field(default_factory=RLOOOptions)
+    reinforce_pp: ReinforcePPOptions = field(default_factory=ReinforcePPOptions)
+    dr_grpo: DrGRPOOptions = field(default_factory=DrGRPOOptions)
+    mc_grpo: MCGRPOOptions = field(default_factory=MCGRPOOptions)
+    gdpo: GDPOOptions = field(default_factory=GDPOOptions)
+    salt: SALTOptions = field(default_factory=SALTOptions)
+    gae: GAEOptions = field(default_factory=GAEOptions)
+
+
+@dataclass
+class EPOConfig:
+    """EPO's entropy regulariser (algorithms.md §6): loss − c_H·(agg(H) − λ_s·β(e)·agg(p))."""
+
+    enabled: bool = False
+    smooth_coef: float = 1.0  # λ_s
+    kappa_lo: float = 0.5
+    kappa_hi: float = 1.5
+    penalty: float = 0.1
+    mode: Literal["token", "seq"] = "token"
+    phase_weights: bool = True  # β(e) over the run's iterations (the released code fixes E = 150)
+    #: True reproduces the released code, whose piecewise-constant penalty has no gradient.
+    faithful: bool = False
 
 
 @dataclass
 class LossConfig:
+    #: ppo (token ratio), turn_ppo (ST-PPO's turn ratio), gspo (sequence ratio) or sapo (soft gate).
+    name: Literal["ppo", "turn_ppo", "gspo", "sapo"] = "ppo"
     clip_low: float = 0.2
     clip_high: float = 0.28  # clip-higher (DAPO); set equal to clip_low for symmetric PPO
     clip_ratio_c: float = 3.0
     agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
     kl_coef: float = 0.0
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.0  # c_H; EPO uses 0.001
+    tau_pos: float = 1.0  # SAPO gate temperatures
+    tau_neg: float = 1.05
+    epo: EPOConfig = field(default_factory=EPOConfig)
 
 
 @dataclass
@@ -111,6 +220,12 @@ class RLConfig:
     #: Recompute old logprobs with a forward pass (as verl does). The hf backend's own rollout
     #: logprobs match within 1e-6 (tests/test_hf.py); `false` reuses them and saves a forward pass.
     recompute_old_logprobs: bool = True
+    #: DAPO dynamic sampling: drop task groups whose returns are all equal (no signal) and collect
+    #: more tasks until tasks_per_iter informative groups are in, at most max_sampling_rounds rounds.
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 3
+    #: Encode a prompt shared by several rows once in the training forward (algorithms.md §15).
+    shared_prefix: bool = True
 
 
 @dataclass

@@ -437,11 +437,17 @@ class SokobanEnv(AgentEnv):
 
         after = boxes_on_target(room, self._state)
         won = after == self.num_boxes
-        reward = self.step_penalty
-        reward += self.box_on_target * max(after - before, 0) + self.box_off_target * max(before - after, 0)
-        reward += self.solve_bonus if won else 0.0
+        # the reward's parts, named for multi-reward estimators (GDPO); their sum is the reward
+        components = {
+            "step": self.step_penalty,
+            "boxes": self.box_on_target * max(after - before, 0) + self.box_off_target * max(before - after, 0),
+            "solved": self.solve_bonus if won else 0.0,
+        }
+        reward = sum(components.values())
         truncated = not won and self._steps >= self.max_steps
-        return self._obs(), float(reward), won, truncated, self._info(valid_action=valid)
+        info = self._info(valid_action=valid)
+        info["reward_components"] = components
+        return self._obs(), float(reward), won, truncated, info
 
     def render(self) -> str | np.ndarray | None:
         room = self._require_room()

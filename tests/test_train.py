@@ -64,13 +64,30 @@ def test_bad_config_key_suggests_the_right_one(tmp_path):
     assert "step_advantage_w" in r.stderr and "step_advantge_w" in r.stderr
 
 
-def test_unknown_estimator_and_env_fail_before_work(tmp_path):
+def test_unknown_estimator_and_env_fail_before_work(tmp_path, capsys):
     from algos.train import main
 
     with pytest.raises(Exception, match="sokoban"):
         main([f"out_dir={tmp_path}", "env.id=sokobn"])
-    with pytest.raises(ValueError, match="gigpo"):
-        main([f"out_dir={tmp_path}", "algo.name=gipgo"])
+    assert main([f"out_dir={tmp_path}", "algo.name=gipgo"]) == 2
+    assert "did you mean 'gigpo'" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["algo.name=hgpo", "env.history_length=1", "algo.hgpo.history_length=2"],
+     "algo.hgpo.history_length=1"),  # the fix is named
+    (["algo.name=igpo"], "ground truth"),
+    (["algo.name=a2tgpo"], "ground truth"),
+    (["algo.name=mc_grpo", "rl.group_size=1"], "group_size >= 2"),
+    (["algo.name=rloo", "algo.rloo.invalid_penalt=0.1"], "invalid_penalty"),
+])
+def test_wrong_combinations_fail_at_start_with_the_fix(tmp_path, capsys, overrides, expected):
+    from algos.train import main
+
+    assert main([f"out_dir={tmp_path}", *overrides]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow

@@ -1,0 +1,194 @@
+"""`groupwise bench`: compare algorithms on one environment at equal budget, over several seeds.
+
+    groupwise bench benchmarks/configs/sokoban.yaml                 # the shipped comparison
+    groupwise bench my.yaml --seeds 0 1 2 --out runs/bench rl.lr=1e-4
+
+A bench config (YAML) names the algorithms and what every run shares:
+
+    name: sokoban-tiny
+    seeds: [0, 1]
+    common: [env.id=sokoban, rl.iterations=10, ...]   # the same budget for every algorithm
+    algorithms:
+      GRPO: [algo.name=grpo]
+      PPO (critic): [algo.name=gae, algo.gae.critic_lr=1e-3]
+
+For each seed one warm start is trained (`groupwise train` with rl.iterations=0) and every algorithm
+continues from that same model, so the comparison costs one SFT per seed and differs only in the
+algorithm's overrides. Runs that already finished (summary.json present) are not run again, so an
+interrupted bench continues where it stopped. Writes bench.md (mean and spread over seeds of the
+final and best evaluation success, wall time, tokens), bench.json and bench.png (success curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from algos.config import ConfigError, apply_overrides, load_yaml
+from algos.train_config import TrainConfig
+
+
+@dataclass
+class BenchConfig:
+    name: str = "bench"
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    #: Overrides applied to every run (env, budget, batch sizes, evaluation).
+    common: list[str] = field(default_factory=list)
+    #: Label -> overrides that make the algorithm (at least algo.name=...).
+    algorithms: dict[str, list[str]] = field(default_factory=dict)
+    #: One SFT warm start per seed shared by every algorithm (off: each run does its own).
+    shared_warm_start: bool = True
+    out_dir: str = "runs/bench"
+
+
+def load_bench(path: str | Path) -> BenchConfig:
+    if not Path(path).is_file():
+        raise ConfigError(f"bench config {path} does not exist (the shipped ones are in benchmarks/configs/)")
+    bench = load_yaml(BenchConfig, path)
+    if not bench.algorithms:
+        raise ConfigError(f"{path}: `algorithms` is empty; give at least one, e.g. GRPO: [algo.name=grpo]")
+    if not bench.seeds:
+        raise ConfigError(f"{path}: `seeds` is empty")
+    return bench
+
+
+def run_configs(bench: BenchConfig, out: Path) -> tuple[dict[int, TrainConfig], dict[tuple[str, int], TrainConfig]]:
+    """Every run's TrainConfig, built (and so validated) before anything trains."""
+    warm, runs = {}, {}
+    for seed in bench.seeds:
+        base = [f"seed={seed}", "progress=false", "tensorboard=false"] + bench.common
+        if bench.shared_warm_start:
+            warm[seed] = apply_overrides(TrainConfig(), base + ["rl.iterations=0", f"out_dir={out / f'warm-start-seed{seed}'}"])
+        for label, overrides in bench.algorithms.items():
+            extra = []
+            if bench.shared_warm_start:
+                # the algorithm continues from the warm start's model, with the same compact prompt
+                prompt = "compact" if (warm[seed].env.prompt == "compact" or
+                                       (warm[seed].env.prompt == "auto" and not warm[seed].model.path)) else "full"
+                extra = [f"model.path={out / f'warm-start-seed{seed}' / 'final-model'}", "model.gguf_file=",
+                         "sft.enabled=false", f"env.prompt={prompt}"]
+                if warm[seed].model.lora == "auto" and not warm[seed].model.path:
+                    extra.append("model.lora=off")  # the tiny model trains in full, as in its warm start
+            cfg = apply_overrides(TrainConfig(), base + extra + list(overrides)
+                                  + [f"out_dir={out / f'{_slug(label)}-seed{seed}'}"])
+            runs[(label, seed)] = cfg
+    return warm, runs
+
+
+def run_bench(bench: BenchConfig, out: Path) -> dict[str, Any]:
+    from algos.train import check_algorithm, train
+
+    warm, runs = run_configs(bench, out)
+    for cfg in runs.values():
+        check_algorithm(cfg)  # a wrong combination fails now, not after an hour of other runs
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in bench.algorithms}
+    total = len(runs) + len(warm)
+    done = 0
+    for seed in bench.seeds:
+        if seed in warm:
+            _train_once(warm[seed], train)
+            done += 1
+        for label in bench.algorithms:
+            cfg = runs[(label, seed)]
+            print(f"[{done + 1}/{total}] {label}, seed {seed}", flush=True)
+            summary = _train_once(cfg, train)
+            results[label].append(summary)
+            done += 1
+            print(f"    success {summary['success_before_rl']:.3f} -> {summary['success_after_rl']:.3f} "
+                  f"({summary['seconds'] / 60:.1f} min)", flush=True)
+    return report(bench, results, out)
+
+
+def _train_once(cfg: TrainConfig, train: Any) -> dict[str, Any]:
+    path = Path(cfg.out_dir) / "summary.json"
+    if path.is_file():
+        summary = json.loads(path.read_text())
+        if not summary.get("interrupted"):
+            return summary
+    summary = train(cfg, resume=True)
+    if summary.get("interrupted"):
+        raise KeyboardInterrupt
+    return summary
+
+
+def report(bench: BenchConfig, results: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, Any]:
+    from algos.logger import plot_runs
+
+    lines = [f"# {bench.name}: {len(bench.seeds)} seeds ({', '.join(map(str, bench.seeds))})", "",
+             "| algorithm | final success | min-max | best success | start (SFT) | wall time (min) | "
+             "tokens generated | tokens trained |", "|---|---|---|---|---|---|---|---|"]
+    table = {}
+    for label, runs in results.items():
+        final = [r["success_after_rl"] for r in runs]
+        best = [r["best_success"] if r.get("best_success") is not None else r["success_after_rl"] for r in runs]
+        start = [r["success_before_rl"] for r in runs]
+        minutes = [r["seconds"] / 60 for r in runs]
+        gen = [r.get("tokens_generated", 0.0) for r in runs]
+        trained = [r.get("tokens_trained", 0.0) for r in runs]
+        table[label] = {"final": final, "best": best, "start": start, "minutes": minutes,
+                        "tokens_generated": gen, "tokens_trained": trained}
+        lines.append(f"| {label} | {_ms(final)} | {min(final):.3f}-{max(final):.3f} | {_ms(best)} | "
+                     f"{statistics.mean(start):.3f} | {statistics.mean(minutes):.1f} | {statistics.mean(gen):,.0f} | "
+                     f"{statistics.mean(trained):,.0f} |")
+    lines += ["", "mean ± std over seeds; success is the evaluation success rate "
+              "(the same seeded evaluation tasks for every run).", "",
+              "common settings: " + " ".join(bench.common)]
+    lines += [f"{label}: {' '.join(ov)}" for label, ov in bench.algorithms.items()]
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text(text)
+    curves = {label: [[(e["iteration"], e["success"]) for e in r["eval_curve"]] for r in runs]
+              for label, runs in results.items()}
+    (out / "bench.json").write_text(json.dumps({"config": bench.__dict__, "results": table, "curves": curves},
+                                               indent=2, default=str))
+    plot_runs(curves, out / "bench.png", title=f"{bench.name}: evaluation success", xlabel="iteration",
+              ylabel="success")
+    print(text)
+    print(f"table: {out / 'bench.md'}   curves: {out / 'bench.png'}")
+    return table
+
+
+def _ms(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {std:.3f}"
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-") or "run"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="groupwise bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="bench YAML (see benchmarks/configs/)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+    ap.add_argument("--out", help="where runs and the report go (default: the config's out_dir)")
+    ap.add_argument("--only", nargs="+", metavar="LABEL", help="run only these algorithms")
+    args, overrides = ap.parse_known_args(argv)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        ap.error(f"unrecognized arguments: {' '.join(bad)} (extra settings are key=value overrides)")
+    try:
+        bench = load_bench(args.config)
+        if args.seeds:
+            bench.seeds = args.seeds
+        if args.only:
+            unknown = [o for o in args.only if o not in bench.algorithms]
+            if unknown:
+                raise ConfigError(f"--only {unknown}: not in the config; it has {list(bench.algorithms)}")
+            bench.algorithms = {k: v for k, v in bench.algorithms.items() if k in args.only}
+        bench.common = bench.common + overrides
+        out = Path(args.out or bench.out_dir)
+        run_bench(bench, out)
+    except ConfigError as exc:
+        print(f"groupwise bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,197 @@
+"""HGPO - Hierarchy-of-Groups Policy Optimization, code-faithful (algorithms.md §2.1).
+
+A step row belongs to one group per history depth: level k (k = 1 .. K+1) keys the row by the
+window of its last k anchors (h_{t-k+1}, ..., h_t) inside its task group, so level 1 is GiGPO's
+anchor group and level K+1 is exactly the context the policy saw. Every level group with >= 2
+members normalises the step returns G_t of its rows; a row's advantage is the (k+1)^alpha-weighted
+mean of its non-zero level advantages (plus GiGPO's episode advantage as level 0 if `base_group`).
+
+The authors' code walks the batch in row order and so needs time-ordered rows; here the windows are
+read through `StepTable.time_order` / `position`, so rows may come in any order.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from algos.advantages import (
+    NORM_MODES,
+    STATS_OVER,
+    apply_invalid_penalty,
+    discounted_returns,
+    episode_advantages,
+    episode_returns,
+    register_estimator,
+)
+from algos.steptable import StepTable, combine_codes
+
+
+def _check_history_length(history_length: int) -> None:
+    if not isinstance(history_length, numbers.Integral) or isinstance(history_length, bool) or history_length < 0:
+        raise ValueError(f"hgpo: history_length must be an int >= 0, got {history_length!r}")
+
+
+def window_codes(table: StepTable, history_length: int) -> list[np.ndarray]:
+    """Level keys of §2.1 step 1: for k = 1 .. K+1, an int64 code per row of the window of its last
+    k anchors inside its task group, -1 where the row has fewer than k steps (position < k-1).
+
+    Equal codes within a level <=> same task group and same anchor window; the time index is not
+    part of the key. Built by extending the level-(k-1) code with the anchor k-1 steps back, read
+    from a (trajectory, position) grid of anchor codes.
+    """
+    _check_history_length(history_length)
+    n = len(table)
+    if n == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in range(history_length + 1)]
+    traj, pos = table.traj_codes, table.position
+    grid = np.full((table.n_trajs, int(table.traj_lengths.max())), -1, dtype=np.int64)
+    grid[traj, pos] = table.anchor_codes
+
+    code, _ = combine_codes(table.group_codes, table.anchor_codes)
+    levels = [code]
+    for k in range(2, history_length + 2):
+        rows = np.flatnonzero(pos >= k - 1)
+        nxt = np.full(n, -1, dtype=np.int64)
+        if rows.size:
+            nxt[rows], _ = combine_codes(code[rows], grid[traj[rows], pos[rows] - (k - 1)])
+        levels.append(nxt)
+        code = nxt
+    return levels
+
+
+def _level_advantage(values: np.ndarray, codes: np.ndarray, mode: str, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(a_k, in_group) for one level (§2.1 step 2): rows with code -1 or in a singleton group get no item.
+
+    a_k = G - mu (mean_norm) or (G - mu) / (std_p + eps) (mean_std_norm, population std as the code).
+    In a group whose values are all equal the deviation is set to exactly 0: a float mean of n equal
+    non-dyadic values (e.g. 3 x 9.025) need not equal them, and a spurious 1e-16 item would survive
+    the "drop exact zeros" rule and change the weights of the row's other items.
+    """
+    rows = np.flatnonzero(codes >= 0)
+    c = codes[rows]
+    v = values[rows]
+    k = int(c.max(initial=-1)) + 1
+    count = np.bincount(c, minlength=k)
+    mean = np.bincount(c, weights=v, minlength=k) / np.maximum(count, 1)
+    lo = np.full(k, np.inf)
+    hi = np.full(k, -np.inf)
+    np.minimum.at(lo, c, v)
+    np.maximum.at(hi, c, v)
+    dev = np.where((hi == lo)[c], 0.0, v - mean[c])
+    a = dev
+    if mode == "mean_std_norm":
+        std = np.sqrt(np.bincount(c, weights=dev**2, minlength=k) / np.maximum(count, 1))
+        a = dev / (std[c] + eps)
+
+    out = np.zeros(len(values))
+    in_group = np.zeros(len(values), dtype=bool)
+    out[rows] = a
+    in_group[rows] = count[c] >= 2
+    return out, in_group
+
+
+def _base_item(table: StepTable, *, mode: str, episode_stats_over: str, invalid_penalty: float,
+               eps: float) -> np.ndarray:
+    """GiGPO's episode advantage A_E (§2.1 step 3, std_u and row pooling as `episode_advantages`),
+    exactly 0 on rows whose value equals a flat (>= 2 statistics rows, all equal) group's value,
+    for the reason given in `_level_advantage`."""
+    a_e = episode_advantages(table, mode=mode, episode_stats_over=episode_stats_over,
+                             invalid_penalty=invalid_penalty, eps=eps)
+    r_row = apply_invalid_penalty(episode_returns(table), table, invalid_penalty)
+    stats = np.ones(len(table), dtype=bool) if episode_stats_over == "steps" else table.position == 0
+    g = table.group_codes
+    count = np.bincount(g[stats], minlength=table.n_groups)
+    lo = np.full(table.n_groups, np.inf)
+    hi = np.full(table.n_groups, -np.inf)
+    np.minimum.at(lo, g[stats], r_row[stats])
+    np.maximum.at(hi, g[stats], r_row[stats])
+    flat = (count >= 2) & (hi == lo)
+    return np.where(flat[g] & (r_row == lo[g]), 0.0, a_e)
+
+
+def hgpo_diagnostics(table: StepTable, *, history_length: int = 2) -> dict[str, float]:
+    """How much of the hierarchy a batch uses (level groups with >= 2 members):
+
+    hgpo/levels_per_row: mean number of levels k >= 1 at which the row is in such a group (0 .. K+1);
+    hgpo/no_item_frac: share of rows in no such group (advantage 0, or A_E alone with base_group);
+    hgpo/level{k}_frac: share of rows grouped at level k (mostly 0 at high k means the windows
+        rarely repeat and HGPO degenerates towards GiGPO's level-1 term).
+    Counts ignore the "drop exact zeros" rule, which depends on the returns, not the grouping.
+    """
+    levels = window_codes(table, history_length)
+    n = len(table)
+    out: dict[str, float] = {}
+    n_items = np.zeros(n, dtype=np.int64)
+    for k, codes in enumerate(levels, start=1):
+        rows = codes >= 0
+        sizes = np.bincount(codes[rows], minlength=int(codes.max(initial=-1)) + 1)
+        grouped = np.zeros(n, dtype=bool)
+        grouped[rows] = sizes[codes[rows]] >= 2
+        n_items += grouped
+        out[f"hgpo/level{k}_frac"] = float(grouped.mean()) if n else 0.0
+    out["hgpo/levels_per_row"] = float(n_items.mean()) if n else 0.0
+    out["hgpo/no_item_frac"] = float((n_items == 0).mean()) if n else 0.0
+    return out
+
+
+@register_estimator("hgpo", diagnostics=hgpo_diagnostics)
+def hgpo(
+    table: StepTable,
+    *,
+    gamma: float = 0.95,
+    history_length: int = 2,
+    mode: str = "mean_std_norm",
+    length_weight_alpha: float = 1.0,
+    base_group: bool = False,
+    invalid_penalty: float = 0.0,
+    episode_stats_over: str = "steps",
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """HGPO advantage per step row (algorithms.md §2.1, verl-agent recipe/hgpo/core_hgpo.py).
+
+    Config:
+        gamma: discount of the step returns G_t, computed as GiGPO's (0.95 in the scripts).
+        history_length: K, the env's memory length; levels k = 1 .. K+1 (must equal the K used to
+            build the prompts, §2.3). A row at position t belongs to levels k <= t+1 only.
+        mode: "mean_std_norm" (default, ALFWorld; (G - mu) / (std_p + eps), population std as the
+            code, unlike GiGPO) or "mean_norm" (WebShop; G - mu). Also the mode of the base item.
+        length_weight_alpha: alpha of the item weights (k+1)^alpha; 0 = uniform.
+        base_group: prepend GiGPO's episode advantage A_E as a level-0 item with weight 1 (§2.1 step 3).
+        invalid_penalty: subtracted from G_t and from R_row (base item) of rows whose action was
+            invalid, after the returns are computed (the scripts use 0.1).
+        episode_stats_over: pooling of the base item's statistics, "steps" (default, the code) or
+            "trajs" (§0.7); unused without base_group.
+        eps: added to the std in the denominators and to the weight sum (one epsilon, as the code).
+
+    Aggregation (§2.1 step 4): items (k, a_k) from level groups with >= 2 members (singletons are
+    skipped), items exactly 0 dropped, A = sum_k (k+1)^alpha a_k / (sum_kept (k'+1)^alpha + eps);
+    a row without items gets 0.
+    """
+    _check_history_length(history_length)
+    if not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"hgpo: gamma must be in [0, 1], got {gamma!r}")
+    if mode not in NORM_MODES:
+        raise ValueError(f"hgpo: mode must be one of {NORM_MODES}, got {mode!r}")
+    if episode_stats_over not in STATS_OVER:
+        raise ValueError(f"hgpo: episode_stats_over must be one of {STATS_OVER}, got {episode_stats_over!r}")
+    if not isinstance(length_weight_alpha, numbers.Real) or not np.isfinite(length_weight_alpha):
+        raise ValueError(f"hgpo: length_weight_alpha must be a finite number, got {length_weight_alpha!r}")
+
+    step_returns = apply_invalid_penalty(discounted_returns(table, gamma), table, invalid_penalty)
+    num = np.zeros(len(table))
+    den = np.zeros(len(table))
+    if base_group:
+        a_e = _base_item(table, mode=mode, episode_stats_over=episode_stats_over,
+                         invalid_penalty=invalid_penalty, eps=eps)
+        kept = a_e != 0.0
+        num += np.where(kept, a_e, 0.0)  # weight (0+1)^alpha = 1
+        den += kept
+    for k, codes in enumerate(window_codes(table, history_length), start=1):
+        a_k, in_group = _level_advantage(step_returns, codes, mode, eps)
+        kept = in_group & (a_k != 0.0)
+        w = float(k + 1) ** length_weight_alpha
+        num += w * np.where(kept, a_k, 0.0)
+        den += w * kept
+    return num / (den + eps)

@@ -1,0 +1,185 @@
+"""IGPO - Information Gain-based Policy Optimization (algorithms.md §4, 2026 code version).
+
+Step-independent layout (§0.2): each row is one turn, carrying `probe` = ℓ_t, the policy's mean
+log-prob of the ground truth given the context before turn t (§4.1). Per trajectory with T turns
+(0-based t, rows in time order):
+
+    v_t  = exp(ℓ_t) ("prob_diff", default) or ℓ_t ("log_prob_diff")
+    r_t  = IG_t = v_{t+1} - v_t      for t < T-1   (skipped where NaN/inf or exactly 0.0)
+    r_t  = R(τ)                      for t = T-1   (outcome: the trajectory's return)
+    r̂_t  = (r_t - μ) / (σ + 1e-6), μ and σ = sqrt(pop_var + 1e-8) per task group over the pooled
+           rewards ("joint") or the IG pool and the outcome pool separately ("separate"), σ := 1 for
+           a pool of ≤ 1 element (whose r̂ is then 0)                                         (§4.2)
+    A_t  = r̂_t + γ A_{t+1},  A_T = 0
+
+Skipped turns (missing probe, or IG exactly 0.0) are not reward positions: they are left out of the
+statistics. In the authors' token implementation such a turn has no reward token, so its tokens
+join the next rewarded turn's segment: it inherits that turn's advantage and is not a discount
+step. Here `skipped_turns="zero"` (default) gives it r̂ = 0 and keeps it as a turn-level step,
+A_t = γ A_{t+1}; `skipped_turns="inherit"` reproduces the token implementation, A_t = A_{t+1}, and
+the turn before it gets r̂_{t-1} + γ A_{t+1}. The two coincide for γ = 1 (the authors' setting)
+and differ for γ < 1.
+
+The helpers here (`turn_rewards`, `pool_zscore`, `accumulate`) are shared with A²TGPO (§5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algos.advantages import episode_returns, register_estimator
+from algos.steptable import StepTable
+
+INFO_GAINS = ("prob_diff", "log_prob_diff")
+NORMS = ("joint", "separate")
+SKIPPED_TURNS = ("zero", "inherit")
+
+_VAR_EPS = 1e-8  # inside the sqrt (IGPO's compute_group_stats)
+_STD_EPS = 1e-6  # added to σ in the denominator (§0.1 ε_adv)
+
+
+def require_probes(table: StepTable, estimator: str) -> None:
+    """Raise if the batch carries no probe at all: the estimator would silently become GRPO-like."""
+    if len(table) and not np.isfinite(table.probe).any():
+        raise ValueError(
+            f"{estimator}: every row's probe is NaN; the rollout must probe the ground truth "
+            "(the env must give info['ground_truth'] and collect() must run with probe_ground_truth=True; "
+            "the trainer enables probing for igpo/a2tgpo)"
+        )
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def turn_rewards(table: StepTable, info_gain: str = "prob_diff") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw turn rewards of §4.1 in row order: (reward, is_ig, is_outcome).
+
+    is_ig marks rows whose IG is a reward position (not the last turn, finite, non-zero);
+    is_outcome marks each trajectory's last turn, whose reward is R(τ). Other rows have reward 0.
+    """
+    check_choice("info_gain", info_gain, INFO_GAINS)
+    n = len(table)
+    probe = table.probe
+    finite = np.isfinite(probe)
+    # a -inf probe would give v = 0 under prob_diff; treat every non-finite probe as missing
+    safe = np.where(finite, probe, 0.0)
+    v = np.where(finite, np.exp(safe) if info_gain == "prob_diff" else safe, np.nan)
+
+    order = table.time_order
+    traj = table.traj_codes[order]
+    same = traj[1:] == traj[:-1]  # sorted slot i and i+1 belong to one trajectory
+    ig_sorted = np.full(n, np.nan)
+    ig_sorted[:-1][same] = v[order][1:][same] - v[order][:-1][same]
+    ig = np.empty(n)
+    ig[order] = ig_sorted
+
+    is_outcome = table.position == table.traj_lengths[table.traj_codes] - 1
+    with np.errstate(invalid="ignore"):
+        is_ig = ~is_outcome & np.isfinite(ig) & (ig != 0.0)
+    reward = np.where(is_ig, np.nan_to_num(ig), 0.0)
+    reward = np.where(is_outcome, episode_returns(table), reward)
+    return reward, is_ig, is_outcome
+
+
+def pool_zscore(values: np.ndarray, codes: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """(x - μ_g) / (σ_g + 1e-6) on `member` rows, 0 elsewhere, with IGPO's statistics (§4.2).
+
+    μ_g, σ_g = sqrt(pop_var_g + 1e-8) over the member rows of group g; a group with ≤ 1 member has
+    σ := 1 and μ = its own value, so its single member gets 0.
+    """
+    k = int(codes.max(initial=-1)) + 1
+    w = member.astype(np.float64)
+    count = np.bincount(codes, weights=w, minlength=k)
+    mean = np.bincount(codes, weights=w * values, minlength=k) / np.maximum(count, 1)
+    dev = values - mean[codes]
+    std = np.sqrt(np.bincount(codes, weights=w * dev**2, minlength=k) / np.maximum(count, 1) + _VAR_EPS)
+    std[count <= 1] = 1.0
+    return np.where(member, dev / (std[codes] + _STD_EPS), 0.0)
+
+
+def accumulate(table: StepTable, values: np.ndarray, gamma: float, steps: np.ndarray | None = None) -> np.ndarray:
+    """A_t = x_t + γ A_{t+1} over each trajectory's rows in time order (A_T = 0), in row order.
+
+    Rows where `steps` is False are not discount steps: they take the next step's value unchanged
+    (the token implementation's merged segments). Vectorised over trajectories as in
+    `discounted_returns`: a zero-padded (n_trajs, max_T) matrix and a backward loop over time.
+    """
+    n = len(table)
+    if n == 0:
+        return np.zeros(0)
+    rows = table.time_order
+    traj, pos = table.traj_codes[rows], table.position[rows]
+    shape = (table.n_trajs, int(table.traj_lengths.max()))
+    x = np.zeros(shape)
+    x[traj, pos] = values[rows]
+    is_step = np.ones(shape, dtype=bool)
+    if steps is not None:
+        is_step[traj, pos] = steps[rows]
+    out = np.zeros(shape)
+    running = np.zeros(table.n_trajs)
+    for t in range(shape[1] - 1, -1, -1):  # padding cells are 0-valued steps after the end: harmless
+        running = np.where(is_step[:, t], x[:, t] + gamma * running, running)
+        out[:, t] = running
+    adv = np.empty(n)
+    adv[rows] = out[traj, pos]
+    return adv
+
+
+def igpo_diagnostics(table: StepTable, *, info_gain: str = "prob_diff") -> dict[str, float]:
+    """Probe coverage and IG statistics: probe/missing_frac (rows without a probe), ig/positions_frac
+    (share of non-final turns that are IG reward positions), ig/mean and ig/abs_mean over them."""
+    reward, is_ig, is_outcome = turn_rewards(table, info_gain)
+    n_mid = int((~is_outcome).sum())
+    ig = reward[is_ig]
+    return {
+        "probe/missing_frac": float(np.isnan(table.probe).mean()) if len(table) else 0.0,
+        "ig/positions_frac": float(is_ig.sum() / n_mid) if n_mid else 0.0,
+        "ig/mean": float(ig.mean()) if ig.size else 0.0,
+        "ig/abs_mean": float(np.abs(ig).mean()) if ig.size else 0.0,
+    }
+
+
+@register_estimator("igpo", diagnostics=igpo_diagnostics)
+def igpo(
+    table: StepTable,
+    *,
+    gamma: float = 1.0,
+    info_gain: str = "prob_diff",
+    norm: str = "joint",
+    ig_weight: float = 1.0,
+    outcome_weight: float = 1.0,
+    skipped_turns: str = "zero",
+) -> np.ndarray:
+    """IGPO turn advantages (algorithms.md §4.1-4.2), one per turn row.
+
+    Config:
+        gamma: turn-level discount of A_t = r̂_t + γ A_{t+1} (1.0 in the authors' train.sh).
+        info_gain: "prob_diff" (v = exp(ℓ), code default and paper) or "log_prob_diff" (v = ℓ,
+            the released train.sh).
+        norm: "joint" (IG and outcome rewards pooled per task group, the paper) or "separate"
+            (the two pools normalised independently, the released train.sh).
+        ig_weight, outcome_weight: curriculum weights multiplied into IG / outcome rewards before
+            normalisation (off = 1.0; the authors' schedule moves w_ig 1.0->0.5, w_f 0.5->1.0).
+        skipped_turns: how a turn without an IG reward (missing probe, IG exactly 0) enters the
+            accumulation: "zero" (r̂ = 0, still a discount step) or "inherit" (takes the next
+            turn's advantage, no discount step: the token implementation). Same for gamma = 1.
+    Raises ValueError when no row has a probe.
+    """
+    check_choice("norm", norm, NORMS)
+    check_choice("skipped_turns", skipped_turns, SKIPPED_TURNS)
+    if len(table) == 0:
+        return np.zeros(0)
+    require_probes(table, "igpo")
+    reward, is_ig, is_outcome = turn_rewards(table, info_gain)
+    reward = reward * np.where(is_ig, ig_weight, 1.0) * np.where(is_outcome, outcome_weight, 1.0)
+
+    codes = table.group_codes
+    if norm == "joint":
+        normed = pool_zscore(reward, codes, is_ig | is_outcome)
+    else:
+        normed = pool_zscore(reward, codes, is_ig) + pool_zscore(reward, codes, is_outcome)
+
+    steps = None if skipped_turns == "zero" else (is_ig | is_outcome)
+    return accumulate(table, normed, gamma, steps)

@@ -1,0 +1,214 @@
+"""Prefix-shared forward (algos/prefix_forward.py) against the plain `sequence_logprobs`."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from agents.hf import sequence_logprobs
+from algos.prefix_forward import (
+    cost_proxy,
+    prefix_aware_micro_batches,
+    prefix_aware_minibatches,
+    prefix_share_stats,
+    prompt_groups,
+    shared_prefix_logprobs,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
+
+
+def _small_model(attn: str, seed: int = 0):
+    from transformers import Qwen2Config
+
+    from agents.tiny import init_model
+
+    cfg = Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      use_sliding_window=False, attn_implementation=attn)
+    return init_model(cfg, seed)
+
+
+def _batch(vocab: int, seed: int, sizes=(1, 2, 3, 4, 1, 4), p_range=(2, 40), r_range=(1, 12)):
+    """Random prompts shared by groups of the given sizes, varied response lengths, shuffled."""
+    rng = random.Random(seed)
+    prompts, responses = [], []
+    for g in sizes:
+        p = [rng.randrange(vocab) for _ in range(rng.randint(*p_range))]
+        for _ in range(g):
+            prompts.append(list(p))
+            responses.append([rng.randrange(vocab) for _ in range(rng.randint(*r_range))])
+    order = list(range(len(prompts)))
+    rng.shuffle(order)
+    return [prompts[i] for i in order], [responses[i] for i in order]
+
+
+def _vocab(model) -> int:
+    return model.get_input_embeddings().weight.shape[0]
+
+
+def _grads(model, fn, prompts, responses, weights):
+    model.zero_grad(set_to_none=True)
+    logp, mask, ent = fn(model, prompts, responses, 0, return_entropy=True)
+    loss = (logp * weights[:, : logp.shape[1]]).sum() + 0.1 * (ent * mask).sum()
+    loss.backward()
+    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def _assert_same_forward(model, prompts, responses, atol=1e-5, **kw):
+    a = sequence_logprobs(model, prompts, responses, 0, return_entropy=True)
+    b = shared_prefix_logprobs(model, prompts, responses, 0, return_entropy=True, **kw)
+    assert b[0].shape == a[0].shape and b[1].shape == a[1].shape and b[2].shape == a[2].shape
+    assert b[0].dtype == torch.float32
+    assert torch.equal(a[1], b[1])
+    torch.testing.assert_close(b[0], a[0], atol=atol, rtol=0)
+    torch.testing.assert_close(b[2], a[2], atol=atol, rtol=0)
+    assert not b[0][~b[1]].any() and not b[2][~b[1]].any()
+
+
+def _assert_same_grads(model, prompts, responses, seed=0):
+    T = max(len(r) for r in responses)
+    weights = torch.randn(len(prompts), T, generator=torch.Generator().manual_seed(seed))
+    ga = _grads(model, sequence_logprobs, prompts, responses, weights)
+    gb = _grads(model, shared_prefix_logprobs, prompts, responses, weights)
+    assert ga.keys() == gb.keys() and ga
+    for n in ga:
+        scale = ga[n].abs().max().clamp_min(1e-6)
+        err = (ga[n] - gb[n]).abs().max() / scale
+        assert err < 1e-4, f"{n}: relative grad error {float(err):.2e}"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_sequence_logprobs_tiny_model(tiny_model, seed):
+    prompts, responses = _batch(_vocab(tiny_model), seed)
+    with torch.no_grad():
+        _assert_same_forward(tiny_model, prompts, responses)
+    _assert_same_grads(tiny_model, prompts, responses, seed)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_matches_for_attention_implementations(attn):
+    model = _small_model(attn)
+    assert model.config._attn_implementation == attn
+    prompts, responses = _batch(256, 3, sizes=(4, 1, 3, 2, 2))
+    _assert_same_forward(model, prompts, responses)  # with grad enabled
+    _assert_same_grads(model, prompts, responses)
+
+
+def test_no_grad_and_inference_mode(tiny_model):
+    prompts, responses = _batch(_vocab(tiny_model), 5)
+    ref = sequence_logprobs(tiny_model, prompts, responses, 0)[0].detach()
+    with torch.no_grad():
+        logp, mask, ent = shared_prefix_logprobs(tiny_model, prompts, responses, 0)
+    assert ent is None and not logp.requires_grad
+    torch.testing.assert_close(logp, ref, atol=1e-5, rtol=0)
+    with torch.inference_mode():
+        logp2 = shared_prefix_logprobs(tiny_model, prompts, responses, 0)[0]
+    torch.testing.assert_close(logp2, ref, atol=1e-5, rtol=0)
+
+
+def test_edge_rows_and_min_share():
+    model = _small_model("sdpa", seed=1)
+    rng = random.Random(7)
+    shared_p = [rng.randrange(256) for _ in range(9)]
+    one_tok = [5]
+    prompts = [shared_p, one_tok, shared_p, one_tok, shared_p, [1, 2, 3], shared_p]
+    responses = [[3, 4, 5], [6, 7], [], [8], [9] * 15, [10, 11, 12, 13], [12]]
+    with torch.no_grad():
+        _assert_same_forward(model, prompts, responses)
+        for ms in (1, 2, 4, 5):
+            _assert_same_forward(model, prompts, responses, min_share=ms)
+        # nothing shareable, all-empty responses, empty batch
+        _assert_same_forward(model, [[1, 2], [3, 4]], [[5], [6, 7]])
+        logp, mask, ent = shared_prefix_logprobs(model, [[1, 2], [1, 2]], [[], []], 0, return_entropy=True)
+        assert logp.shape == (2, 0) and mask.shape == (2, 0)
+        logp, mask, _ = shared_prefix_logprobs(model, [], [], 0)
+        assert logp.shape == (0, 0)
+    with pytest.raises(ValueError):
+        shared_prefix_logprobs(model, [[1]], [[2], [3]], 0)
+
+
+def test_all_rows_one_prompt_and_long_responses():
+    model = _small_model("sdpa", seed=2)
+    prompts, responses = _batch(256, 11, sizes=(6,), p_range=(30, 30), r_range=(1, 40))
+    _assert_same_forward(model, prompts, responses)
+    _assert_same_grads(model, prompts, responses)
+
+
+def test_lora_model():
+    peft = pytest.importorskip("peft")
+    model = _small_model("sdpa", seed=3)
+    lora = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    model = peft.get_peft_model(model, lora)
+    with torch.no_grad():  # make the adapters non-trivial
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(n)))
+    prompts, responses = _batch(256, 4, sizes=(3, 1, 4))
+    _assert_same_forward(model, prompts, responses)
+    _assert_same_grads(model, prompts, responses)
+    assert all("lora" in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------------------------
+# cost accounting and batching helpers
+
+
+def test_cost_proxy_matches_algorithms_md():
+    for (P, S, G), (lin, att) in {(4096, 512, 8): (0.222, 0.210), (16384, 1024, 16): (0.118, 0.114),
+                                  (1000, 1000, 8): (0.5625, 0.531)}.items():
+        assert cost_proxy(P, S, G) == pytest.approx((lin, att), abs=6e-4)
+        st = prefix_share_stats([list(range(P))] * G, [[0] * S] * G)
+        assert st["token_ratio"] == pytest.approx(cost_proxy(P, S, G)[0])
+        assert st["attn_ratio"] == pytest.approx(cost_proxy(P, S, G)[1])
+        assert st["plain_tokens"] == G * (P + S) and st["shared_tokens"] == P + G * S
+        assert st["shared_groups"] == 1 and st["shared_rows"] == G
+
+
+def test_prefix_share_stats_mixed_batch():
+    prompts = [[1, 2, 3], [1, 2, 3], [4, 5], [1, 2, 3], [6]]
+    responses = [[1], [1, 2], [3], [], [4, 4]]
+    st = prefix_share_stats(prompts, responses)
+    # group [1,2,3]: rows 0,1 shared (P=3, S=1,2), row 3 (empty response) and the unique prompts stay plain
+    assert st["rows"] == 5 and st["distinct_prompts"] == 3
+    assert st["shared_groups"] == 1 and st["shared_rows"] == 2
+    assert st["plain_tokens"] == 4 + 5 + 3 + 3 + 3
+    assert st["shared_tokens"] == (3 + 1 + 2) + 3 + 3 + 3
+    assert prefix_share_stats(prompts, responses, min_share=3)["token_ratio"] == 1.0
+    assert prompt_groups(prompts) == [[0, 1, 3], [2], [4]]
+
+
+@dataclass
+class _Row:
+    prompt_ids: list
+    response_ids: list
+
+
+def test_prefix_aware_batches_partition_rows():
+    prompts, responses = _batch(50, 9, sizes=(1, 2, 3, 4, 8, 2, 5))
+    rows = [_Row(p, r) for p, r in zip(prompts, responses)]
+    for batches in (list(prefix_aware_micro_batches(rows, 4)),
+                    list(prefix_aware_minibatches(rows, 6, random.Random(0)))):
+        assert all(batches)
+        flat = [id(r) for b in batches for r in b]
+        assert sorted(flat) == sorted(id(r) for r in rows)
+    micro = list(prefix_aware_micro_batches(rows, 4))
+    assert max(len(b) for b in micro) <= 4
+    # a block of size <= 4 is never split
+    for g in prompt_groups(prompts):
+        if len(g) <= 4:
+            ids = {id(rows[i]) for i in g}
+            assert sum(bool(ids & {id(r) for r in b}) for b in micro) == 1
