@@ -36,9 +36,23 @@ def response_ids_for(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False)) + [tokenizer.eos_token_id]
 
 
-def minibatches(rows: Sequence[Row], size: int, rng: random.Random) -> Iterator[list[Row]]:
-    order = list(range(len(rows)))
-    rng.shuffle(order)
+def minibatches(rows: Sequence[Row], size: int, rng: random.Random, by_prompt: bool = False) -> Iterator[list[Row]]:
+    """Shuffled minibatches of `size` rows (the last one shorter).
+
+    by_prompt: shuffle blocks of rows with the same prompt as units, so a block is split only where
+    it straddles a minibatch boundary and the shared-prefix forward encodes its prompt once.
+    The number and sizes of minibatches are the same either way.
+    """
+    if by_prompt:
+        blocks: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(rows):
+            blocks.setdefault(tuple(r.prompt_ids), []).append(i)
+        shuffled = list(blocks.values())
+        rng.shuffle(shuffled)
+        order = [i for block in shuffled for i in block]
+    else:
+        order = list(range(len(rows)))
+        rng.shuffle(order)
     for start in range(0, len(order), size):
         yield [rows[i] for i in order[start:start + size]]
 

@@ -110,7 +110,7 @@ def _train_once(cfg: TrainConfig, train: Any) -> dict[str, Any]:
         summary = json.loads(path.read_text())
         if not summary.get("interrupted"):
             return summary
-    summary = train(cfg, resume=True)
+    summary = train(cfg, resume=(Path(cfg.out_dir) / "checkpoints").is_dir())  # continue a killed run
     if summary.get("interrupted"):
         raise KeyboardInterrupt
     return summary

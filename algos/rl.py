@@ -263,7 +263,7 @@ class RLTrainer:
         if loss_cfg.epo.enabled and loss_cfg.epo.phase_weights:
             phase = epo_phase_weight(iteration, max(cfg.iterations, 1))
         for _ in range(cfg.ppo_epochs):
-            for mb in minibatches(rows, cfg.minibatch_size, rng):
+            for mb in minibatches(rows, cfg.minibatch_size, rng, by_prompt=cfg.shared_prefix):
                 stats = self._minibatch_step(mb, loss_cfg, phase)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v

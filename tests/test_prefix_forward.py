@@ -11,12 +11,19 @@ import torch
 from agents.hf import sequence_logprobs
 from algos.prefix_forward import (
     cost_proxy,
-    prefix_aware_micro_batches,
-    prefix_aware_minibatches,
     prefix_share_stats,
     prompt_groups,
     shared_prefix_logprobs,
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These forwards are tiny: one thread is as fast and far steadier on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +155,25 @@ def test_all_rows_one_prompt_and_long_responses():
     _assert_same_grads(model, prompts, responses)
 
 
+def test_no_padding_anywhere():
+    """Equal prompt and response lengths: no padding, so transformers may try its is_causal shortcut."""
+    model = _small_model("sdpa", seed=4)
+    prompts, responses = _batch(256, 12, sizes=(3, 3), p_range=(10, 10), r_range=(5, 5))
+    _assert_same_forward(model, prompts, responses)
+    _assert_same_grads(model, prompts, responses)
+
+
+def test_gradient_checkpointing_falls_back():
+    model = _small_model("sdpa", seed=5)
+    prompts, responses = _batch(256, 13, sizes=(3, 2))
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    _assert_same_forward(model, prompts, responses)
+    _assert_same_grads(model, prompts, responses)
+    with torch.no_grad():  # no checkpointing without grad: the shared path runs
+        _assert_same_forward(model, prompts, responses)
+
+
 def test_lora_model():
     peft = pytest.importorskip("peft")
     model = _small_model("sdpa", seed=3)
@@ -197,18 +223,26 @@ class _Row:
     response_ids: list
 
 
-def test_prefix_aware_batches_partition_rows():
-    prompts, responses = _batch(50, 9, sizes=(1, 2, 3, 4, 8, 2, 5))
+def test_trainer_batches_keep_prompt_blocks_together():
+    from algos.batching import micro_batches, minibatches
+
+    prompts, responses = _batch(50, 9, sizes=(1, 2, 3, 4, 8, 2, 5, 3, 3))
     rows = [_Row(p, r) for p, r in zip(prompts, responses)]
-    for batches in (list(prefix_aware_micro_batches(rows, 4)),
-                    list(prefix_aware_minibatches(rows, 6, random.Random(0)))):
-        assert all(batches)
-        flat = [id(r) for b in batches for r in b]
-        assert sorted(flat) == sorted(id(r) for r in rows)
-    micro = list(prefix_aware_micro_batches(rows, 4))
-    assert max(len(b) for b in micro) <= 4
-    # a block of size <= 4 is never split
-    for g in prompt_groups(prompts):
-        if len(g) <= 4:
-            ids = {id(rows[i]) for i in g}
-            assert sum(bool(ids & {id(r) for r in b}) for b in micro) == 1
+    for size in (4, 6, 10):
+        mine = [list(micro_batches(rows, size)), list(minibatches(rows, size, random.Random(size), by_prompt=True))]
+        theirs = [list(micro_batches(rows, size)), list(minibatches(rows, size, random.Random(0)))]
+        for a, b in zip(mine, theirs):
+            assert [len(x) for x in a] == [len(x) for x in b]  # same number and sizes of batches
+            assert sorted(id(r) for x in a for r in x) == sorted(id(r) for r in rows)
+        # each prompt block is cut at most where it straddles a boundary: pieces <= 1 + len // size + 1
+        for batches in mine:
+            for g in prompt_groups(prompts):
+                ids = {id(rows[i]) for i in g}
+                pieces = sum(bool(ids & {id(r) for r in x}) for x in batches)
+                assert pieces <= len(g) // size + 2
+    # micro-batches: whole-batch sharing is kept almost entirely
+    micro = list(micro_batches(rows, 8))
+    shared = sum(prefix_share_stats([r.prompt_ids for r in m], [r.response_ids for r in m])["shared_tokens"]
+                 for m in micro)
+    best = prefix_share_stats(prompts, responses)["shared_tokens"]
+    assert shared <= best + 3 * max(len(p) for p in prompts)
