@@ -190,7 +190,7 @@ class RLTrainer:
                     returns = torch.tensor([r.meta["return"] for r in micro], dtype=values.dtype)
                     loss, stats = value_loss(values, old, returns, clip=cfg.algo.gae.value_clip or None)
                     (loss * len(micro) / len(mb)).backward()
-                    for k, v in {"value_loss": float(loss), **stats}.items():
+                    for k, v in {"value_loss": float(loss.detach()), **stats}.items():
                         sums[k] = sums.get(k, 0.0) + v * len(micro) / len(mb)
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.rl.max_grad_norm)
                 self.critic_optimizer.step()

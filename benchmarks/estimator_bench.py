@@ -1,4 +1,4 @@
-"""Rows per second of the `grpo` and `gigpo` advantage estimators, side by side.
+"""Rows per second of every registered advantage estimator, side by side (ratios to `grpo`).
 
 Batch: 16 task groups x 8 trajectories x 50 steps = 6,400 step rows (the verl-agent ALFWorld
 shape, algorithms.md §1.2), with ALFWorld-like text anchors: each task has a small room graph, the
@@ -24,18 +24,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from algos import StepTable, compute_advantages, compute_diagnostics  # noqa: E402
+from algos import StepTable, compute_advantages, compute_diagnostics, list_estimators  # noqa: E402
 
 PLACES = ["countertop 1", "countertop 2", "cabinet 3", "drawer 1", "fridge 1", "sinkbasin 1", "stoveburner 2",
           "shelf 1", "diningtable 1", "microwave 1", "garbagecan 1", "toaster 1"]
 OBJECTS = ["apple", "mug", "knife", "plate", "egg", "tomato", "spatula", "bowl"]
-CONFIGS = {"grpo": dict(invalid_penalty=0.1), "gigpo": dict(invalid_penalty=0.1)}
+OPTIONS = {"grpo": dict(invalid_penalty=0.1), "gigpo": dict(invalid_penalty=0.1), "hgpo": dict(invalid_penalty=0.1)}
 
 
 def make_batch(seed: int = 0, n_groups: int = 16, group_size: int = 8, steps: int = 50) -> dict[str, list]:
     """Column lists for one batch (trajectory-major, time order, as the rollout engine emits)."""
     rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {k: [] for k in ("group", "traj", "turn", "reward", "anchor", "valid")}
+    cols: dict[str, list] = {k: [] for k in ("group", "traj", "turn", "reward", "anchor", "valid", "action",
+                                             "probe", "value", "components")}
     for g in range(n_groups):
         places = list(rng.choice(PLACES, size=6, replace=False))
         things = {p: list(rng.choice(OBJECTS, size=2, replace=False)) for p in places}
@@ -52,6 +53,12 @@ def make_batch(seed: int = 0, n_groups: int = 16, group_size: int = 8, steps: in
                 cols["reward"].append(10.0 if k == success_at else 0.0)
                 cols["anchor"].append(anchor)
                 cols["valid"].append(bool(rng.random() > 0.05))
+                # the columns some estimators read: the action (SALT), the ground-truth probe
+                # (IGPO / A2TGPO), the critic's value (GAE) and named sub-rewards (GDPO)
+                cols["action"].append(str(rng.choice(["go", "take", "open", "look"])))
+                cols["probe"].append(float(-3.0 + 2.5 * k / steps + 0.1 * rng.standard_normal()))
+                cols["value"].append(float(rng.standard_normal()))
+                cols["components"].append([10.0 if k == success_at else 0.0, float(rng.random() > 0.05)])
                 if rng.random() < 0.6:  # go somewhere nearby
                     at = int((at + rng.integers(-1, 2)) % len(places))
                 elif rng.random() < 0.3:
@@ -73,25 +80,28 @@ def main() -> None:
     cols = make_batch()
     n = len(cols["group"])
     warm_table = StepTable(**cols)
-    for name in CONFIGS:  # warm up caches and imports
-        compute_advantages(name, warm_table, **CONFIGS[name])
-    diag = compute_diagnostics("gigpo", warm_table, **CONFIGS["gigpo"])
+    names = list_estimators()
+    for name in names:  # warm up caches and imports
+        compute_advantages(name, warm_table, **OPTIONS.get(name, {}))
+    diag = compute_diagnostics("gigpo", warm_table, **OPTIONS["gigpo"])
 
-    samples: dict[tuple[str, str], list[float]] = {(name, kind): [] for name in CONFIGS for kind in ("cold", "warm")}
-    for _ in range(args.repeats):  # interleave the estimators so drift hits both alike
-        for name, cfg in CONFIGS.items():
+    samples: dict[tuple[str, str], list[float]] = {(name, kind): [] for name in names for kind in ("cold", "warm")}
+    for _ in range(args.repeats):  # interleave the estimators so drift hits all alike
+        for name in names:
+            cfg = OPTIONS.get(name, {})
             samples[(name, "cold")].append(seconds(lambda: compute_advantages(name, StepTable(**cols), **cfg)))  # noqa: B023
             samples[(name, "warm")].append(seconds(lambda: compute_advantages(name, warm_table, **cfg)))  # noqa: B023
 
     print(f"batch: {n} rows = 16 groups x 8 trajectories x 50 steps; "
           f"{diag['step_group/count']:.0f} GiGPO step groups, mean size {diag['step_group/mean_size']:.2f}, "
-          f"singleton rows {diag['step_group/singleton_frac']:.1%}; median of {args.repeats} repeats")
-    for kind in ("cold", "warm"):
-        rate = {name: n / statistics.median(samples[(name, kind)]) for name in CONFIGS}
-        label = "table build + estimator" if kind == "cold" else "estimator, cached codes"
-        print(f"{kind} ({label}): grpo {rate['grpo']:,.0f} rows/s ({n / rate['grpo'] * 1e3:.2f} ms)  "
-              f"gigpo {rate['gigpo']:,.0f} rows/s ({n / rate['gigpo'] * 1e3:.2f} ms)  "
-              f"grpo/gigpo speed ratio {rate['grpo'] / rate['gigpo']:.2f}")
+          f"singleton rows {diag['step_group/singleton_frac']:.1%}; median of {args.repeats} repeats\n")
+    print("| estimator | cold: table build + estimator (ms) | warm: estimator, cached codes (ms) | warm rows/s | "
+          "warm time / grpo's |")
+    print("|---|---|---|---|---|")
+    base = statistics.median(samples[("grpo", "warm")])
+    for name in names:
+        cold, warm = statistics.median(samples[(name, "cold")]), statistics.median(samples[(name, "warm")])
+        print(f"| {name} | {cold * 1e3:.2f} | {warm * 1e3:.2f} | {n / warm:,.0f} | {warm / base:.1f} |")
 
 
 if __name__ == "__main__":
