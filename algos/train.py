@@ -203,8 +203,16 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
     from algos.rl import evaluate
 
     stop = {"now": False}
+
+    def on_interrupt(*_: Any) -> None:
+        # Ctrl-C interrupts at once; the flag also stops the loop at the next iteration boundary
+        # in case the KeyboardInterrupt lands in a finaliser (which Python reports and swallows).
+        stop["now"] = True
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    it = start
+    previous_int = signal.signal(signal.SIGINT, on_interrupt)
+    completed = start
     bar = tqdm(total=cfg.rl.iterations, initial=start, desc=f"{cfg.algo.name} on {cfg.env.id}",
                disable=not cfg.progress)
     try:
@@ -223,17 +231,19 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
                             eval=f"{history['eval'][-1]['success']:.2f}")
             if done % cfg.save_every == 0 or done == cfg.rl.iterations:
                 _save(ckpt_dir, cfg, done, policy.model, trainer, history)
+            completed = done
             if stop["now"]:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
-        done = it  # the interrupted iteration did not finish; resume repeats it
+        done = completed  # an iteration cut short did not finish; resume repeats it
         if history.get("last_saved") != done:
             _save(ckpt_dir, cfg, done, policy.model, trainer, history)
         print(f"\ninterrupted: saved iteration {done} to {ckpt_dir}; continue with --resume")
         return True
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     bar.close()
     return False
 
