@@ -119,7 +119,7 @@ def _train_once(cfg: TrainConfig, train: Any) -> dict[str, Any]:
 def report(bench: BenchConfig, results: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, Any]:
     from algos.logger import plot_runs
 
-    lines = [f"# {bench.name}: {len(bench.seeds)} seeds ({', '.join(map(str, bench.seeds))})", "",
+    lines = [f"# {bench.name}: {len(bench.seeds)} seed{'s' if len(bench.seeds) > 1 else ''} ({', '.join(map(str, bench.seeds))})", "",
              "| algorithm | final success | min-max | best success | start (SFT) | wall time (min) | "
              "tokens generated | tokens trained |", "|---|---|---|---|---|---|---|---|"]
     table = {}
@@ -159,7 +159,9 @@ def _ms(values: list[float]) -> str:
 
 
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-") or "run"
+    """A directory name for a label: "PPO (critic)" -> "ppo-critic"."""
+    words = "".join(c if c.isalnum() else " " for c in label.lower()).split()
+    return "-".join(words) or "run"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
