@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import register_estimator
-from algos.igpo import accumulate, igpo_diagnostics, pool_zscore, require_probes, turn_rewards
+from algos.advantages import discounted_sums, register_estimator
+from algos.igpo import igpo_diagnostics, pool_zscore, require_probes, turn_rewards
 from algos.steptable import StepTable, combine_codes
 
 
@@ -47,7 +47,7 @@ def a2tgpo(table: StepTable, *, gamma: float = 1.0, info_gain: str = "prob_diff"
         return np.zeros(0)
     require_probes(table, "a2tgpo")
     ig_tilde, outcome, _ = _normalised_rewards(table, info_gain)
-    total = accumulate(table, ig_tilde + outcome, gamma)
+    total = discounted_sums(table, ig_tilde + outcome, gamma)
     # every later turn is a term, rewarded or not: the variance rescaling counts turns
     n_terms = table.traj_lengths[table.traj_codes] - table.position
     return total / np.sqrt(n_terms)

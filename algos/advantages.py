@@ -158,28 +158,37 @@ def discounted_returns(table: StepTable, gamma: float) -> np.ndarray:
     return discounted_sums(table, table.reward, gamma)
 
 
-def discounted_sums(table: StepTable, values: np.ndarray, gamma: float) -> np.ndarray:
+def discounted_sums(
+    table: StepTable, values: np.ndarray, gamma: float, steps: np.ndarray | None = None
+) -> np.ndarray:
     """sum_{k>=t} gamma^(k-t) x_k within each trajectory, for any per-row `values` x.
 
     The table holds only active steps; k runs over a trajectory's rows in turn order (gaps in the
     turn numbers are not discounted). Vectorised across trajectories: rows are sorted by
     (trajectory, turn) once, laid out as a zero-padded (n_trajs, max_T) matrix, and a backward pass
     over the T columns accumulates G[:, t] = x[:, t] + gamma * G[:, t+1].
+
+    `steps` (bool per row, default all True): rows where it is False are not discount steps and
+    take the next step's sum unchanged, G_t = G_{t+1} (IGPO's merged turn segments, §4.2).
     """
     n = len(table)
     if n == 0:
         return np.zeros(0)
     rows = table.time_order
     traj, pos = table.traj_codes[rows], table.position[rows]
-    rewards = np.zeros((table.n_trajs, int(table.traj_lengths.max())))
-    rewards[traj, pos] = np.asarray(values, dtype=np.float64)[rows]
-    returns = np.zeros_like(rewards)
+    shape = (table.n_trajs, int(table.traj_lengths.max()))
+    x = np.zeros(shape)
+    x[traj, pos] = np.asarray(values, dtype=np.float64)[rows]
+    is_step = np.ones(shape, dtype=bool)
+    if steps is not None:
+        is_step[traj, pos] = np.asarray(steps, dtype=bool)[rows]
+    sums = np.zeros(shape)
     running = np.zeros(table.n_trajs)
-    for t in range(rewards.shape[1] - 1, -1, -1):  # loop over time, not rows
-        running = rewards[:, t] + gamma * running
-        returns[:, t] = running
+    for t in range(shape[1] - 1, -1, -1):  # loop over time, not rows; padding cells add 0
+        running = np.where(is_step[:, t], x[:, t] + gamma * running, running)
+        sums[:, t] = running
     out = np.empty(n)
-    out[rows] = returns[traj, pos]
+    out[rows] = sums[traj, pos]
     return out
 
 

@@ -20,14 +20,15 @@ A_t = γ A_{t+1}; `skipped_turns="inherit"` reproduces the token implementation,
 the turn before it gets r̂_{t-1} + γ A_{t+1}. The two coincide for γ = 1 (the authors' setting)
 and differ for γ < 1.
 
-The helpers here (`turn_rewards`, `pool_zscore`, `accumulate`) are shared with A²TGPO (§5).
+The helpers here (`turn_rewards`, `pool_zscore`) are shared with A²TGPO (§5); the accumulation is
+`algos.advantages.discounted_sums`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import episode_returns, register_estimator
+from algos.advantages import discounted_sums, episode_returns, register_estimator
 from algos.steptable import StepTable
 
 INFO_GAINS = ("prob_diff", "log_prob_diff")
@@ -99,34 +100,6 @@ def pool_zscore(values: np.ndarray, codes: np.ndarray, member: np.ndarray) -> np
     return np.where(member, dev / (std[codes] + _STD_EPS), 0.0)
 
 
-def accumulate(table: StepTable, values: np.ndarray, gamma: float, steps: np.ndarray | None = None) -> np.ndarray:
-    """A_t = x_t + γ A_{t+1} over each trajectory's rows in time order (A_T = 0), in row order.
-
-    Rows where `steps` is False are not discount steps: they take the next step's value unchanged
-    (the token implementation's merged segments). Vectorised over trajectories as in
-    `discounted_returns`: a zero-padded (n_trajs, max_T) matrix and a backward loop over time.
-    """
-    n = len(table)
-    if n == 0:
-        return np.zeros(0)
-    rows = table.time_order
-    traj, pos = table.traj_codes[rows], table.position[rows]
-    shape = (table.n_trajs, int(table.traj_lengths.max()))
-    x = np.zeros(shape)
-    x[traj, pos] = values[rows]
-    is_step = np.ones(shape, dtype=bool)
-    if steps is not None:
-        is_step[traj, pos] = steps[rows]
-    out = np.zeros(shape)
-    running = np.zeros(table.n_trajs)
-    for t in range(shape[1] - 1, -1, -1):  # padding cells are 0-valued steps after the end: harmless
-        running = np.where(is_step[:, t], x[:, t] + gamma * running, running)
-        out[:, t] = running
-    adv = np.empty(n)
-    adv[rows] = out[traj, pos]
-    return adv
-
-
 def igpo_diagnostics(table: StepTable, *, info_gain: str = "prob_diff") -> dict[str, float]:
     """Probe coverage and IG statistics: probe/missing_frac (rows without a probe), ig/positions_frac
     (share of non-final turns that are IG reward positions), ig/mean and ig/abs_mean over them."""
@@ -182,4 +155,4 @@ def igpo(
         normed = pool_zscore(reward, codes, is_ig) + pool_zscore(reward, codes, is_outcome)
 
     steps = None if skipped_turns == "zero" else (is_ig | is_outcome)
-    return accumulate(table, normed, gamma, steps)
+    return discounted_sums(table, normed, gamma, steps)
