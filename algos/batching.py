@@ -36,6 +36,14 @@ def response_ids_for(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False)) + [tokenizer.eos_token_id]
 
 
+def prompt_groups(prompt_ids_list: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Row indices grouped by identical prompt ids, in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prompt_ids_list):
+        groups.setdefault(tuple(int(t) for t in p), []).append(i)
+    return list(groups.values())
+
+
 def minibatches(rows: Sequence[Row], size: int, rng: random.Random, by_prompt: bool = False) -> Iterator[list[Row]]:
     """Shuffled minibatches of `size` rows (the last one shorter).
 
@@ -44,12 +52,9 @@ def minibatches(rows: Sequence[Row], size: int, rng: random.Random, by_prompt: b
     The number and sizes of minibatches are the same either way.
     """
     if by_prompt:
-        blocks: dict[tuple[int, ...], list[int]] = {}
-        for i, r in enumerate(rows):
-            blocks.setdefault(tuple(r.prompt_ids), []).append(i)
-        shuffled = list(blocks.values())
-        rng.shuffle(shuffled)
-        order = [i for block in shuffled for i in block]
+        blocks = prompt_groups([r.prompt_ids for r in rows])
+        rng.shuffle(blocks)
+        order = [i for block in blocks for i in block]
     else:
         order = list(range(len(rows)))
         rng.shuffle(order)

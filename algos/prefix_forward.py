@@ -58,14 +58,13 @@ gain requires that a micro-batch actually holds several rows of the same prompt:
 
 from __future__ import annotations
 
-import random
-from collections import OrderedDict
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from agents.hf import _base_model, _cache_kwarg, _new_cache, sequence_logprobs
+from algos.batching import prompt_groups
 
 __all__ = [
     "shared_prefix_logprobs",
@@ -76,15 +75,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# grouping
-
-
-def prompt_groups(prompt_ids_list: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Row indices grouped by identical prompt ids, in order of first appearance."""
-    groups: "OrderedDict[tuple[int, ...], list[int]]" = OrderedDict()
-    for i, p in enumerate(prompt_ids_list):
-        groups.setdefault(tuple(int(t) for t in p), []).append(i)
-    return list(groups.values())
+# grouping (rows by identical prompt: `algos.batching.prompt_groups`)
 
 
 def _split_rows(prompt_ids_list, response_ids_list, min_share: int) -> tuple[list[list[int]], list[int]]:
