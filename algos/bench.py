@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from algos.config import ConfigError, apply_overrides, load_yaml
+from algos.train import uses_compact_prompt
 from algos.train_config import TrainConfig
 
 
@@ -68,8 +69,7 @@ def run_configs(bench: BenchConfig, out: Path) -> tuple[dict[int, TrainConfig], 
             extra = []
             if bench.shared_warm_start:
                 # the algorithm continues from the warm start's model, with the same compact prompt
-                prompt = "compact" if (warm[seed].env.prompt == "compact" or
-                                       (warm[seed].env.prompt == "auto" and not warm[seed].model.path)) else "full"
+                prompt = "compact" if uses_compact_prompt(warm[seed]) else "full"
                 extra = [f"model.path={out / f'warm-start-seed{seed}' / 'final-model'}", "model.gguf_file=",
                          "sft.enabled=false", f"env.prompt={prompt}"]
                 if warm[seed].model.lora == "auto" and not warm[seed].model.path:

@@ -33,6 +33,11 @@ PROBE_ESTIMATORS = ("igpo", "a2tgpo")
 _TRAINER_OPTIONS = {"gae": ("critic_lr", "value_clip", "critic_warmup"), "a2tgpo": ("clip_beta",)}
 
 
+def rollouts_per_task(cfg: TrainConfig) -> int:
+    """Rollouts collected per task: MC-GRPO collects G + 1 and leaves its median pivot out (§13.1)."""
+    return cfg.rl.group_size + (1 if cfg.algo.name == "mc_grpo" else 0)
+
+
 def estimator_config(cfg: TrainConfig) -> dict[str, Any]:
     """The estimator's options: the config section named after it (empty when it has none)."""
     section = getattr(cfg.algo, cfg.algo.name.replace("-", "_"), None)
@@ -75,7 +80,7 @@ def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tu
         meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": s.value}
         meta.update({name: float(col[k]) for name, col in extra.items()})
         rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
-    kept = adv[~np.isnan(adv)] if np.isnan(adv).any() else adv
+    kept = adv[~np.isnan(adv)]
     if kept.size == 0:
         return rows, {"dropped_rows": float(len(adv))}
     stats = {"adv_mean": float(kept.mean()), "adv_std": float(kept.std()), "adv_min": float(kept.min()),
@@ -108,8 +113,7 @@ class RLTrainer:
 
     @property
     def group_size(self) -> int:
-        """Rollouts per task: MC-GRPO collects G + 1 and leaves its median pivot out (§13.1)."""
-        return self.cfg.rl.group_size + (1 if self.cfg.algo.name == "mc_grpo" else 0)
+        return rollouts_per_task(self.cfg)
 
     # -- state beyond the policy's weights (checkpointed) --------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -156,16 +160,14 @@ class RLTrainer:
         metrics = dict(first.metrics)
         if not rl.dynamic_sampling:
             return first.trajectories, metrics
-        kept: list[list[Trajectory]] = []
-        rollout, rounds = first, 0
-        while True:
-            kept += informative_groups(rollout.trajectories)
+        kept = informative_groups(first.trajectories)
+        dropped_first = rl.tasks_per_iter - len(kept)
+        rounds = 1
+        while len(kept) < rl.tasks_per_iter and rounds < rl.max_sampling_rounds:
+            kept += informative_groups(self.collect(iteration, rounds).trajectories)
             rounds += 1
-            if len(kept) >= rl.tasks_per_iter or rounds >= rl.max_sampling_rounds:
-                break
-            rollout = self.collect(iteration, rounds)
         metrics.update({"dynamic_rounds": float(rounds), "dynamic_groups": float(min(len(kept), rl.tasks_per_iter)),
-                        "dynamic_dropped_first_round": float(rl.tasks_per_iter - len(informative_groups(first.trajectories)))})
+                        "dynamic_dropped_first_round": float(dropped_first)})
         return [t for group in kept[: rl.tasks_per_iter] for t in group], metrics
 
     # -- critic ----------------------------------------------------------------------------------

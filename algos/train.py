@@ -112,10 +112,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
-    compact = cfg.env.prompt == "compact" or (cfg.env.prompt == "auto" and not cfg.model.path)
+    compact = uses_compact_prompt(cfg)
     prompt = PromptBuilder.for_env(cfg.env.id, compact=compact, history_length=cfg.env.history_length)
-    group_size = cfg.rl.group_size + (1 if cfg.algo.name == "mc_grpo" else 0)  # MC-GRPO collects G + 1
-    pool_size = max(cfg.rl.tasks_per_iter * group_size, min(cfg.eval.episodes, 128))
+    from algos.rl import rollouts_per_task
+
+    pool_size = max(cfg.rl.tasks_per_iter * rollouts_per_task(cfg), min(cfg.eval.episodes, 128))
     t_start = time.perf_counter()
     with EnvPool(cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers, env_kwargs=cfg.env.kwargs) as pool:
         policy = load_policy(cfg, out, compact)
@@ -142,6 +143,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         interrupted = _run_iterations(cfg, trainer, policy, pool, prompt, logger, history, start, ckpt_dir)
         logger.close()
     return _finish(cfg, out, policy, history, interrupted, time.perf_counter() - t_start)
+
+
+def uses_compact_prompt(cfg: TrainConfig) -> bool:
+    """env.prompt=auto means compact for the tiny model trained here and full for a loaded model."""
+    return cfg.env.prompt == "compact" or (cfg.env.prompt == "auto" and not cfg.model.path)
 
 
 def check_algorithm(cfg: TrainConfig) -> None:
