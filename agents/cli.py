@@ -22,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     r = sub.add_parser("rollout", help="collect episodes with a policy, print metrics, write JSONL")
     r.add_argument("--env", required=True)
-    r.add_argument("--policy", default="expert", help="expert | random | path to a Hugging Face model folder")
+    r.add_argument("--policy", default="expert",
+                   help="expert | random | path to a Hugging Face model folder (causal LM or Qwen2-VL)")
     r.add_argument("--episodes", type=int, default=16, help="total episodes (a multiple of --group-size)")
     r.add_argument("--group-size", type=int, default=1)
     r.add_argument("--out", type=Path, default=None, help="write trajectories here (JSONL)")
@@ -33,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--top-p", type=float, default=1.0)
     r.add_argument("--max-new-tokens", type=int, default=48)
     r.add_argument("--history", type=int, default=2, help="past (observation, action) pairs in the prompt")
+    r.add_argument("--image-history", type=int, default=1,
+                   help="steps whose images the prompt carries, the current one included (image envs)")
     r.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="env option")
 
     t = sub.add_parser("tiny-model", help="build a tiny random-weight model with a tokenizer trained on env text")
@@ -163,7 +166,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                          f"--group-size ({args.group_size})")
     env_kwargs = parse_kv(args.env_kw)
     policy = make_policy(args.policy, args.env, args.seed)
-    prompt = PromptBuilder.for_env(args.env, history_length=args.history)
+    prompt = PromptBuilder.for_env(args.env, history_length=args.history, image_history=args.image_history)
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p,
                               max_new_tokens=args.max_new_tokens, seed=args.seed)
     n_tasks = args.episodes // args.group_size

@@ -7,6 +7,11 @@ temperature / top-p was used for sampling. `sequence_logprobs` recomputes exactl
 for given prompt/response ids (the trainer's old log-probs and loss); the two agree to float
 rounding (about 1e-6 in float32).
 
+Qwen2-VL / Qwen2.5-VL folders load as VLM policies (`agents.vlm`): chats carry images as content
+parts (or `Request.images`), prompt ids hold the expanded image pad tokens, the first forward gets
+the pixel inputs and M-RoPE positions, and `sequence_logprobs` takes the same pixel inputs
+(``pixel_values`` / ``image_grid_thw`` of the batch's rows, concatenated in row order).
+
 Conventions:
 - Prompts are the chat template applied with ``add_generation_prompt=True`` and encoded without
   extra special tokens (templates carry their own BOS where a model needs one).
@@ -106,6 +111,29 @@ def _new_cache(model):
         return DynamicCache()
 
 
+#: Config fields naming a VLM's vision placeholder tokens (see `suppressed_token_ids`).
+_VISION_TOKEN_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def suppressed_token_ids(model) -> list[int]:
+    """Token ids a policy never emits: a VLM's vision placeholders (empty for text models).
+
+    A sampled ``<|image_pad|>`` in a response would be read as an image slot by the training
+    forward, with no pixels for it. Generation and `sequence_logprobs` both give these tokens
+    probability 0, so rollout log-probs and their recomputation stay one distribution.
+    """
+    cfg = getattr(_base_model(model), "config", None)
+    ids = [getattr(cfg, f, None) for f in _VISION_TOKEN_FIELDS] if cfg is not None else []
+    return sorted({int(i) for i in ids if i is not None})
+
+
+def suppress_tokens(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
+    """`logits` with the last dimension's `ids` set to a huge negative value (out of place)."""
+    if not ids:
+        return logits
+    return logits.index_fill(-1, torch.as_tensor(list(ids), device=logits.device), -1e30)
+
+
 def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     L = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
@@ -127,12 +155,17 @@ def sequence_logprobs(
     response_ids_list: Sequence[Sequence[int]],
     pad_id: int,
     return_entropy: bool = False,
+    pixel_values: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
 ):
     """Per-token log-probs of each response given its prompt, under `model`'s current weights.
 
     Rows are ``prompt + response``, right-padded, with position ids ``0..n-1`` and an attention
     mask over real tokens. Runs with gradients when torch grad is enabled (call it under
     `torch.no_grad()` / `inference_mode()` for old log-probs).
+
+    VLMs: `pixel_values` / `image_grid_thw` are the pixel inputs of the rows' images in row order
+    (`agents.vlm.concat_pixel_inputs`); positions are then M-RoPE positions of the padded rows.
 
     Returns ``(logp, mask, entropy)``: ``logp`` float32 ``[B, Tresp]`` (0 where masked), ``mask`` bool
     ``[B, Tresp]`` (True on real response tokens), ``entropy`` ``[B, Tresp]`` of the temperature-1
@@ -169,8 +202,16 @@ def sequence_logprobs(
     lo = min(p_lens) - 1
     keep = L - lo
     ids, attn, position_ids = ids.to(device), attn.to(device), position_ids.to(device)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False, logits_to_keep=keep)
-    logits = out.logits[:, -keep:].float()  # [B, keep, V]; column j predicts token lo + j + 1
+    extra: dict[str, Any] = {}
+    if pixel_values is not None:
+        from .vlm import mrope_position_ids
+
+        position_ids, _ = mrope_position_ids(model, ids, attn, image_grid_thw)
+        extra = {"pixel_values": pixel_values.to(device), "image_grid_thw": image_grid_thw.to(device)}
+    out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False, logits_to_keep=keep,
+                **extra)
+    logits = suppress_tokens(out.logits[:, -keep:].float(), suppressed_token_ids(model))  # [B, keep, V]
+    # column j of logits predicts token lo + j + 1
     logsm = torch.log_softmax(logits, dim=-1)
     nxt = torch.cat([ids[:, lo + 1 :], ids.new_full((B, 1), pad_id)], dim=1)  # [B, keep]
     tok_logp = logsm.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)  # [B, keep]
@@ -211,10 +252,18 @@ class HFPolicy:
         gguf_file: str | None = None,
         max_prompt_tokens: int | None = None,
         batch_size: int = 64,
+        processor: Any = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if isinstance(model_or_path, (str, os.PathLike)):
+        from . import vlm
+
+        if isinstance(model_or_path, (str, os.PathLike)) and gguf_file is None and vlm.is_vlm_folder(model_or_path):
+            folder, _ = resolve_model_path(model_or_path)
+            model, loaded = vlm.load_vlm(folder, dtype=_resolve_dtype(dtype, device), device=device)
+            processor = processor or loaded
+            tokenizer = tokenizer or processor.tokenizer
+        elif isinstance(model_or_path, (str, os.PathLike)):
             folder, gguf = resolve_model_path(model_or_path, gguf_file)
             kw: dict[str, Any] = {"dtype": _resolve_dtype(dtype, device)}
             if gguf is not None:
@@ -235,8 +284,15 @@ class HFPolicy:
             model = model_or_path
             if dtype is not None:
                 model.to(_resolve_dtype(dtype, device))
+            name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+            if processor is None and getattr(_base_model(model).config, "model_type", None) in vlm.VL_MODEL_TYPES:
+                if not name or not Path(str(name)).exists():
+                    raise ValueError("HFPolicy: pass processor= (agents.vlm.load_processor) when giving a VLM "
+                                     "object without a local name_or_path")
+                processor = vlm.load_processor(name)
+            if tokenizer is None and processor is not None:
+                tokenizer = processor.tokenizer
             if tokenizer is None:
-                name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
                 if not name or not Path(str(name)).exists():
                     raise ValueError("HFPolicy: pass tokenizer= when giving a model object without a local name_or_path")
                 tokenizer = AutoTokenizer.from_pretrained(str(name))
@@ -245,6 +301,8 @@ class HFPolicy:
 
         self.model = model
         self.tokenizer = tokenizer
+        #: The VLM's processor (`agents.vlm.VLProcessor`); None for text models.
+        self.processor = processor
         self.device = next(model.parameters()).device
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = int(batch_size)
@@ -254,6 +312,7 @@ class HFPolicy:
             pad = self.eos_token_ids[0]
         self.pad_token_id = int(pad)
         self._cache_kw = _cache_kwarg(model)
+        self._suppressed = suppressed_token_ids(model)
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -282,7 +341,13 @@ class HFPolicy:
         """Token ids of the chat template applied to the request (with the generation prompt)."""
         return self.encode_prompts([request])[0]
 
+    @property
+    def is_vlm(self) -> bool:
+        return self.processor is not None
+
     def encode_prompts(self, requests: Sequence[Request]) -> list[list[int]]:
+        if self.is_vlm:
+            return self.encode_requests(requests)[0]
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise ValueError("HFPolicy: the tokenizer has no chat template")
         texts = [
@@ -294,12 +359,48 @@ class HFPolicy:
             out = [e[-self.max_prompt_tokens :] if len(e) > self.max_prompt_tokens else e for e in out]
         return out
 
-    def _forward(self, ids, attn, pos, cache, keep_last: bool = True):
+    def encode_requests(self, requests: Sequence[Request]) -> tuple[list[list[int]], list[dict[str, torch.Tensor]]]:
+        """(prompt ids, pixel inputs) per request; pixel inputs are {} for text rows and text models.
+
+        A VLM's prompt ids hold each image's pad tokens expanded to its patch count. Images come from
+        the chat's image parts, or from `Request.images` (put before the last message's text) when
+        the chat has none.
+        """
+        if not self.is_vlm:
+            return self.encode_prompts(requests), [{} for _ in requests]
+        from .vlm import encode_chat
+
+        prompts, pixels = [], []
+        for r in requests:
+            ids, mm = encode_chat(self.processor, _chat_with_images(r))
+            if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
+                cut = len(ids) - self.max_prompt_tokens
+                if mm and _base_model(self.model).config.image_token_id in ids[:cut]:
+                    raise ValueError(
+                        f"HFPolicy: a prompt of {len(ids)} tokens exceeds max_prompt_tokens={self.max_prompt_tokens} "
+                        "and cutting it would drop image tokens; raise max_prompt_tokens or carry fewer frames "
+                        "(env.image_history)")
+                ids = ids[cut:]
+            prompts.append(ids)
+            pixels.append(mm)
+        return prompts, pixels
+
+    def pixel_inputs(self, messages: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The pixel inputs of a recorded chat ({} for text chats or text models): what training feeds
+        the forward pass along with the step's prompt ids."""
+        if not self.is_vlm:
+            return {}
+        from .vlm import encode_chat
+
+        return encode_chat(self.processor, messages)[1]
+
+    def _forward(self, ids, attn, pos, cache, keep_last: bool = True, **extra):
         kw = {self._cache_kw: cache}
         out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1 if keep_last else 0, **kw
+            input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1 if keep_last else 0,
+            **kw, **extra
         )
-        return out.logits[:, -1, :].float()
+        return suppress_tokens(out.logits[:, -1, :].float(), self._suppressed)
 
     # ---- the Policy protocol ---------------------------------------------------------------------
 
@@ -308,7 +409,7 @@ class HFPolicy:
         requests = list(requests)
         if not requests:
             return []
-        prompts = self.encode_prompts(requests)
+        prompts, pixels = self.encode_requests(requests)
         gen = torch.Generator(device=self.device)
         if sampling.seed is not None:
             gen.manual_seed(int(sampling.seed))
@@ -316,29 +417,40 @@ class HFPolicy:
             gen.seed()
         results: list[Generation] = []
         for start in range(0, len(prompts), self.batch_size):
-            results.extend(self.generate_from_ids(prompts[start : start + self.batch_size], sampling, gen))
+            chunk = slice(start, start + self.batch_size)
+            results.extend(self.generate_from_ids(prompts[chunk], sampling, gen, pixel_inputs=pixels[chunk]))
         return results
 
     def __call__(self, requests, sampling=None):
         return self.generate(requests, sampling)
 
     def generate_from_ids(
-        self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, generator: torch.Generator | None = None
+        self,
+        prompts: Sequence[Sequence[int]],
+        sampling: SamplingParams,
+        generator: torch.Generator | None = None,
+        pixel_inputs: Sequence[dict[str, torch.Tensor]] | None = None,
     ) -> list[Generation]:
         """Sample continuations of already-encoded prompts (one batch; no chunking).
 
-        The model runs in eval mode under `torch.inference_mode` (its training flag is restored after).
+        `pixel_inputs`: per prompt, the pixel inputs of its images ({} for none), as
+        `encode_requests` returns them. The model runs in eval mode under `torch.inference_mode`
+        (its training flag is restored after).
         """
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                return self._generate_batch(prompts, sampling, generator)
+                return self._generate_batch(prompts, sampling, generator, pixel_inputs)
         finally:
             self.model.train(was_training)
 
     def _generate_batch(
-        self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, generator: torch.Generator | None
+        self,
+        prompts: Sequence[Sequence[int]],
+        sampling: SamplingParams,
+        generator: torch.Generator | None,
+        pixel_inputs: Sequence[dict[str, torch.Tensor]] | None = None,
     ) -> list[Generation]:
         if generator is None:
             generator = torch.Generator(device=self.device)
@@ -370,6 +482,14 @@ class HFPolicy:
         attn[:, :L] = attn_prompt
         pos = (attn_prompt.cumsum(-1) - 1).clamp(min=0)
         next_pos = attn_prompt.sum(-1)  # [B] position of the next token per row
+        first_extra: dict[str, Any] = {}
+        mrope = False  # VLM rows with images: M-RoPE positions, the same for all 3 sections after the prompt
+        if pixel_inputs is not None and any(pixel_inputs):
+            from .vlm import concat_pixel_inputs, mrope_position_ids
+
+            first_extra = {k: v.to(dev) for k, v in concat_pixel_inputs(pixel_inputs).items()}
+            pos, next_pos = mrope_position_ids(self.model, ids, attn_prompt, first_extra["image_grid_thw"])
+            mrope = True
 
         resp: list[list[int]] = [[] for _ in range(B)]
         resp_lp: list[list[float]] = [[] for _ in range(B)]
@@ -377,7 +497,7 @@ class HFPolicy:
         stop_text: dict[int, str] = {}
 
         cache = _new_cache(self.model)
-        logits = self._forward(ids, attn[:, :L], pos, cache)
+        logits = self._forward(ids, attn[:, :L], pos, cache, **first_extra)
         active_list = list(range(B))  # original row index of each row still in the batch
 
         for t in range(max_new):
@@ -417,7 +537,10 @@ class HFPolicy:
                 nxt = nxt[sel]
                 active_list = [active_list[j] for j in keep]
             attn[:, L + t] = 1
-            logits = self._forward(nxt.unsqueeze(1), attn[:, : L + t + 1], next_pos.unsqueeze(1), cache)
+            step_pos = next_pos.unsqueeze(1)
+            if mrope:
+                step_pos = step_pos.unsqueeze(0).expand(3, -1, -1)
+            logits = self._forward(nxt.unsqueeze(1), attn[:, : L + t + 1], step_pos, cache)
             next_pos = next_pos + 1
 
         results = []
@@ -453,10 +576,12 @@ class HFPolicy:
         prompt_ids_list: Sequence[Sequence[int]],
         response_ids_list: Sequence[Sequence[int]],
         batch_size: int | None = None,
+        pixel_inputs: Sequence[dict[str, torch.Tensor]] | None = None,
     ) -> list[torch.Tensor]:
         """Per-token log-probs (1-D tensor per sample) of each response under the current weights.
 
         Batches rows of similar length together; keeps gradients when grad is enabled.
+        `pixel_inputs`: per row, the pixel inputs of its prompt's images (VLMs; {} for none).
         """
         n = len(prompt_ids_list)
         bs = int(batch_size or self.batch_size)
@@ -469,6 +594,7 @@ class HFPolicy:
                 [prompt_ids_list[i] for i in idx],
                 [response_ids_list[i] for i in idx],
                 self.pad_token_id,
+                **_batch_pixels(pixel_inputs, idx),
             )
             for k, i in enumerate(idx):
                 out[i] = logp[k, : len(response_ids_list[i])]
@@ -499,7 +625,7 @@ class HFPolicy:
         def enc(texts: Sequence[str]) -> list[list[int]]:
             return [list(e) for e in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
-        prompts = self.encode_prompts(requests)
+        prompts, pixels = self.encode_requests(requests)
         pre, ans, suf = enc(prefixes), enc(answers), enc(suffixes)
         conts = [p + a + s for p, a, s in zip(pre, ans, suf)]
         order = sorted(range(n), key=lambda i: -(len(prompts[i]) + len(conts[i])))
@@ -511,7 +637,8 @@ class HFPolicy:
                 for start in range(0, n, self.batch_size):
                     idx = order[start : start + self.batch_size]
                     logp, _, _ = sequence_logprobs(
-                        self.model, [prompts[i] for i in idx], [conts[i] for i in idx], self.pad_token_id
+                        self.model, [prompts[i] for i in idx], [conts[i] for i in idx], self.pad_token_id,
+                        **_batch_pixels(pixels, idx),
                     )
                     for k, i in enumerate(idx):
                         lo, hi = len(pre[i]), len(pre[i]) + len(ans[i])
@@ -532,3 +659,26 @@ def _first_stop(text: str, stops: Sequence[str]) -> int | None:
             if best is None or i < best[0] or (i == best[0] and end < best[1]):
                 best = (i, end)
     return None if best is None else best[1]
+
+
+def _batch_pixels(pixel_inputs: Sequence[dict[str, torch.Tensor]] | None, idx: Sequence[int]) -> dict[str, Any]:
+    """`sequence_logprobs` keyword arguments for the rows `idx` ({} when none has images)."""
+    if not pixel_inputs:
+        return {}
+    from .vlm import concat_pixel_inputs
+
+    return concat_pixel_inputs([pixel_inputs[i] for i in idx])
+
+
+def _chat_with_images(request: Request) -> list[dict[str, Any]]:
+    """The request's chat; `Request.images` not already in it go before the last message's text."""
+    from .vlm import has_images, image_parts
+
+    messages = list(request.messages)
+    if not request.images or has_images(messages) or not messages:
+        return messages
+    last = dict(messages[-1])
+    content = last.get("content")
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
+    last["content"] = image_parts(request.images) + list(parts)
+    return messages[:-1] + [last]

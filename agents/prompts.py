@@ -3,6 +3,10 @@
 This is the step-independent layout of algorithms.md §0.2: every turn's prompt is rebuilt from the
 memory, so every agent decision is its own training row. `history_length` must match what the
 estimators assume (HGPO checks it).
+
+Image observations: the chat's user message becomes a list of content parts, the images of the last
+`image_history` steps (the current one included; default 1, the current frame only) followed by the
+text, in the format `agents.vlm` encodes. Text-only observations keep plain string content.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class PromptBuilder:
     history_length: int = 2
     template: str = DEFAULT_TEMPLATE
     show_admissible: bool = True
+    #: Steps whose images the prompt carries, the current one included (1 = the current frame only;
+    #: 0 = none, text only). Only matters for environments whose observations carry images.
+    image_history: int = 1
 
     @classmethod
     def for_env(cls, env_id: str, compact: bool = False, **overrides: Any) -> "PromptBuilder":
@@ -56,8 +63,13 @@ class PromptBuilder:
         history: Sequence[tuple[str, str]] = (),
         step: int = 0,
         admissible: Sequence[str] | None = None,
-    ) -> list[dict[str, str]]:
-        """The chat for one decision; `history` holds all past (observation, action) pairs."""
+        frames: Sequence[Sequence[Any]] = (),
+    ) -> list[dict[str, Any]]:
+        """The chat for one decision; `history` holds all past (observation, action) pairs.
+
+        `frames`: the images of each step so far, oldest first, the last entry the current
+        observation's; the last `image_history` entries go into the prompt.
+        """
         kept = list(history)[-self.history_length:] if self.history_length > 0 else []
         first = step - len(kept)
         history_text = "".join(
@@ -74,4 +86,28 @@ class PromptBuilder:
             observation=observation,
             admissible=adm,
         )
-        return [{"role": "user", "content": content.strip()}]
+        text = content.strip()
+        kept_frames = list(frames)[-self.image_history:] if self.image_history > 0 else []
+        if not any(len(f) for f in kept_frames):
+            return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": frame_parts(kept_frames, step, text)}]
+
+
+
+def frame_parts(frames: Sequence[Sequence[Any]], step: int, text: str) -> list[dict[str, Any]]:
+    """Content parts of a prompt with images: each kept step's images, then `text`.
+
+    `frames` are the kept steps' images, oldest first, the last the current step's. With one step
+    kept its images come without a label; with more, each step's images follow "Image (step s):"
+    so the model can tell past frames from the current one.
+    """
+    parts: list[dict[str, Any]] = []
+    first = step - len(frames) + 1
+    for i, images in enumerate(frames):
+        if not len(images):
+            continue
+        if len(frames) > 1:
+            parts.append({"type": "text", "text": f"Image (step {first + i}):"})
+        parts.extend({"type": "image", "image": im} for im in images)
+    parts.append({"type": "text", "text": text})
+    return parts

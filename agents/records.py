@@ -1,15 +1,21 @@
 """What a rollout records: one `StepRecord` per agent decision, grouped into `Trajectory`s.
 
 The fields follow algorithms.md §0.3 (uid -> `group_id`, traj_uid -> `traj_id`, turn_idx -> `turn`,
-anchor_obs -> `anchor`, is_action_valid -> `valid`). Trajectories round-trip through JSONL.
+anchor_obs -> `anchor`, is_action_valid -> `valid`). Trajectories round-trip through JSONL; the
+frames of VLM chats are stored in it as PNG data URIs.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
 
 
 @dataclass
@@ -74,6 +80,8 @@ class Trajectory:
         data = dict(data)
         step_names = {f.name for f in fields(StepRecord)}
         steps = [StepRecord(**{k: v for k, v in s.items() if k in step_names}) for s in data.pop("steps", [])]
+        for s in steps:
+            s.messages = _decode_images(s.messages)
         names = {f.name for f in fields(cls)}
         return cls(steps=steps, **{k: v for k, v in data.items() if k in names})
 
@@ -100,8 +108,26 @@ def read_jsonl(path: str | Path) -> list[Trajectory]:
     return out
 
 
+_PNG_URI = "data:image/png;base64,"
+
+
 def _jsonable(obj: Any) -> Any:
-    # numpy scalars and arrays sneak in through env infos
+    # Frames (HxWx3 uint8, in VLM chats) become PNG data URIs: as JSON lists a 160x210 screenshot
+    # takes ~400 kB, as PNG a few kB. Other numpy scalars and arrays sneak in through env infos.
+    if isinstance(obj, np.ndarray) and obj.dtype == np.uint8 and obj.ndim == 3 and obj.shape[2] in (3, 4):
+        buf = io.BytesIO()
+        Image.fromarray(obj).save(buf, format="PNG")
+        return _PNG_URI + base64.b64encode(buf.getvalue()).decode("ascii")
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return str(obj)
+
+
+def _decode_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Image parts written as PNG data URIs back to HxWxC uint8 arrays (what the VLM path reads)."""
+    for m in messages:
+        for part in m.get("content") if isinstance(m.get("content"), list) else ():
+            image = part.get("image") if isinstance(part, dict) else None
+            if isinstance(image, str) and image.startswith(_PNG_URI):
+                part["image"] = np.asarray(Image.open(io.BytesIO(base64.b64decode(image[len(_PNG_URI):]))))
+    return messages

@@ -94,6 +94,8 @@ def collect(
         for i in range(n)
     ]
     truths: dict[int, str] = {}  # episode -> latest ground truth its env reported
+    # episode -> images of its recent observations (oldest first), as many as the prompt carries
+    frames: dict[int, list[tuple]] = {i: [] for i in range(n)}
     running = []
     for i in range(n):
         if infos[i].get("failed"):
@@ -105,7 +107,9 @@ def collect(
     bar = tqdm(total=n, desc="episodes", disable=not progress, leave=False)
     turn = 0
     while running and turn < max_turns:
-        requests = [_request(prompt, trajs[i], observations[i], infos[i]) for i in running]
+        for i in running:
+            _remember_frame(frames[i], observations[i], prompt.image_history)
+        requests = [_request(prompt, trajs[i], observations[i], infos[i], frames[i]) for i in running]
         if getattr(policy, "needs_expert_action", False):
             t0 = time.perf_counter()
             for r, a in zip(requests, pool.call("expert_action", running)):
@@ -166,11 +170,24 @@ def collect(
     return Rollout(trajs, rollout_metrics(trajs, tokens, wall, timer))
 
 
-def _request(prompt: PromptBuilder, traj: Trajectory, obs: dict, info: dict) -> Request:
+def _remember_frame(frames: list[tuple], obs: dict, keep: int) -> None:
+    """Append the observation's images to an episode's frames, keeping the last `keep` steps."""
+    frames.append(tuple(obs.get("images") or ()))
+    if len(frames) > max(keep, 1):
+        del frames[: len(frames) - max(keep, 1)]
+
+
+def _request(prompt: PromptBuilder, traj: Trajectory, obs: dict, info: dict,
+             frames: Sequence[tuple] = ()) -> Request:
+    """The turn's request. Image observations go into the chat as image parts (the last
+    `prompt.image_history` steps' images), and `Request.images` lists the same images in order."""
     history = [(s.observation, s.action if s.action is not None else "(invalid)") for s in traj.steps]
     admissible = info.get("admissible_actions")
-    messages = prompt.messages(obs["text"], history, step=len(traj.steps), admissible=admissible)
-    images = list(obs.get("images") or ())
+    if not frames and obs.get("images"):
+        frames = [tuple(obs["images"])]
+    messages = prompt.messages(obs["text"], history, step=len(traj.steps), admissible=admissible, frames=frames)
+    images = [p["image"] for m in messages if isinstance(m["content"], list)
+              for p in m["content"] if p.get("type") == "image"]
     return Request(messages=messages, images=images, meta={"admissible_actions": admissible})
 
 

@@ -317,4 +317,11 @@ def env_corpus(env_id: str, history_length: int = 2, episodes: int = 32, seed: i
     with EnvPool(env_id, num_envs=episodes, num_workers=0, env_kwargs=env_kwargs or {}) as pool:
         ro = collect(pool, ExpertPolicy(prompt.action_format, noise=0.3, seed=seed),
                      list(range(seed, seed + episodes)), group_size=1, prompt=prompt)
-    return [m["content"] for s in ro.steps for m in s.messages] + [s.response for s in ro.steps]
+    return [_text_of(m["content"]) for s in ro.steps for m in s.messages] + [s.response for s in ro.steps]
+
+
+def _text_of(content) -> str:
+    """A message's text: the string itself, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")

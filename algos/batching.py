@@ -17,14 +17,57 @@ class Row:
     old_logprobs: torch.Tensor | None = None  # [len(response_ids)], recomputed by the trainer
     ref_logprobs: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: VLM rows: the prompt images' pixel inputs, matching the image pad tokens in `prompt_ids`
+    #: ([patches, dim] and [images, 3]); None for text rows.
+    pixel_values: torch.Tensor | None = None
+    image_grid_thw: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
 
+    @property
+    def pixel_inputs(self) -> dict[str, torch.Tensor]:
+        if self.pixel_values is None:
+            return {}
+        return {"pixel_values": self.pixel_values, "image_grid_thw": self.image_grid_thw}
+
+
+def pixel_kwargs(rows: Sequence[Row]) -> dict[str, torch.Tensor]:
+    """`sequence_logprobs` keyword arguments for the rows' images, concatenated in row order ({} if none)."""
+    with_pixels = [r for r in rows if r.pixel_values is not None]
+    if not with_pixels:
+        return {}
+    return {"pixel_values": torch.cat([r.pixel_values for r in with_pixels]),
+            "image_grid_thw": torch.cat([r.image_grid_thw for r in with_pixels])}
+
+
+def attach_pixel_inputs(rows: Sequence[Row], policy: Any) -> int:
+    """Fill the pixel inputs of rows whose ``meta["chat"]`` (the chat they were generated from)
+    carries images, with `policy`'s processor (VLM policies); returns how many rows got pixels.
+
+    The processor is deterministic, so the recomputed pixels are the ones the rollout saw, and
+    they match the image pad tokens already in the row's prompt ids.
+    """
+    encode = getattr(policy, "pixel_inputs", None)
+    if encode is None or not getattr(policy, "is_vlm", False):
+        return 0
+    filled = 0
+    for row in rows:
+        chat = row.meta.get("chat")
+        mm = encode(chat) if chat else {}
+        if mm:
+            row.pixel_values, row.image_grid_thw = mm["pixel_values"], mm["image_grid_thw"]
+            filled += 1
+    return filled
+
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
-    """Token ids of a chat prompt ending with the assistant header, as the rollout builds them."""
+    """Token ids of a chat prompt ending with the assistant header, as the rollout builds them.
+
+    Text chats only: a chat with images needs the VLM's processor (`HFPolicy.encode_requests`)
+    to expand its image tokens.
+    """
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # newer transformers return a BatchEncoding
         ids = ids["input_ids"]
@@ -52,7 +95,10 @@ def minibatches(rows: Sequence[Row], size: int, rng: random.Random, by_prompt: b
     The number and sizes of minibatches are the same either way.
     """
     if by_prompt:
-        blocks = prompt_groups([r.prompt_ids for r in rows])
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(_prompt_key(r), []).append(i)
+        blocks = list(groups.values())
         rng.shuffle(blocks)
         order = [i for block in blocks for i in block]
     else:
@@ -68,6 +114,22 @@ def micro_batches(rows: Sequence[Row], size: int) -> Iterator[list[Row]]:
     Rows with the same prompt end up next to each other, so a micro-batch holds whole groups of
     them and the shared-prefix forward (algorithms.md §15) can encode each prompt once.
     """
-    by_len = sorted(rows, key=lambda r: (len(r.prompt_ids), tuple(r.prompt_ids), len(r.response_ids)))
+    by_len = sorted(rows, key=lambda r: (len(r.prompt_ids), _prompt_key(r), len(r.response_ids)))
     for start in range(0, len(by_len), size):
         yield by_len[start:start + size]
+
+
+def _prompt_key(row: Row) -> tuple:
+    """What makes two rows' prompts identical: the ids, and for VLM rows the pixels too (image pad
+    tokens are the same for any image of one size)."""
+    key = tuple(row.prompt_ids)
+    pixels = getattr(row, "pixel_values", None)  # duck-typed rows without pixels are text rows
+    if pixels is None:
+        return key
+    return key + (pixel_digest(pixels),)
+
+
+def pixel_digest(pixel_values: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha1(pixel_values.detach().cpu().contiguous().numpy().tobytes()).hexdigest()

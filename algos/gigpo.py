@@ -5,13 +5,12 @@
     A_S: step advantage, the discounted step return G_t normalised within its anchor-state group:
          the rows of one task group whose anchors are equal (steps 1, 4-5)
 
-Exact anchor grouping is vectorised over integer codes; the optional similarity grouping
-(`enable_similarity`, text anchors only) clusters greedily with difflib and loops in Python.
+Exact anchor grouping is vectorised over integer codes. The optional similarity grouping
+(`enable_similarity`) clusters greedily: text anchors with difflib (a Python loop over distinct
+texts), image anchors by their thumbnails (numpy over the task group, one pass per cluster).
 """
 
 from __future__ import annotations
-
-from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from algos.advantages import (
     group_normalize,
     register_estimator,
 )
-from algos.steptable import StepTable, combine_codes
+from algos.steptable import StepTable, combine_codes, similarity_codes
 
 
 def step_group_codes(
@@ -33,40 +32,14 @@ def step_group_codes(
 
     Exact (default): rows of the same task group with equal anchors share a group, regardless of
     turn or trajectory. Similarity: inside each task group, rows are visited in batch (row) order
-    and join the first cluster whose representative (first member) text has
-    SequenceMatcher(None, text, representative).ratio() >= similarity_thresh, else open a cluster.
+    and join the first cluster whose representative (first member) has
+    `anchor_similarity(text, representative) >= similarity_thresh`, else open a cluster: difflib's
+    ratio for text, 1 - mean absolute thumbnail difference for image anchors, never image vs text
+    (`algos.steptable.similarity_codes`).
     """
     if not enable_similarity:
         return combine_codes(table.group_codes, table.anchor_codes)
-    if not 0.0 < similarity_thresh <= 1.0:
-        raise ValueError(f"similarity_thresh must be in (0, 1], got {similarity_thresh}")
-    codes = np.empty(len(table), dtype=np.int64)
-    n_clusters = 0
-    by_group = np.argsort(table.group_codes, kind="stable")  # batch order inside each group
-    bounds = np.cumsum(np.bincount(table.group_codes, minlength=table.n_groups))[:-1]
-    for rows in np.split(by_group, bounds):
-        reps: list[tuple[str, int]] = []  # (representative text, cluster code) in creation order
-        seen: dict[str, int] = {}  # identical texts always land in the same cluster
-        for r in rows:
-            text = table.text[r]
-            if not isinstance(text, str):
-                raise TypeError(f"similarity grouping needs text anchors; row {r} has {type(text).__name__}")
-            code = seen.get(text)
-            if code is None:
-                for rep, rep_code in reps:
-                    sm = SequenceMatcher(None, text, rep)
-                    # real_quick_ratio >= quick_ratio >= ratio: cheap upper bounds first
-                    if (sm.real_quick_ratio() >= similarity_thresh and sm.quick_ratio() >= similarity_thresh
-                            and sm.ratio() >= similarity_thresh):
-                        code = rep_code
-                        break
-                else:
-                    code = n_clusters
-                    reps.append((text, code))
-                    n_clusters += 1
-                seen[text] = code
-            codes[r] = code
-    return codes, n_clusters
+    return similarity_codes(table, similarity_thresh)
 
 
 def gigpo_diagnostics(
@@ -115,8 +88,11 @@ def gigpo(
         episode_stats_over: "steps" (default, verl-agent) or "trajs" (paper Eq. 3), see §0.7.
         invalid_penalty: subtracted from G_t and R_row of rows whose action was invalid, after the
             returns are computed (the verl-agent scripts use 0.1).
-        enable_similarity: group anchors by difflib similarity instead of exact equality (text only).
-        similarity_thresh: similarity threshold (0.95 default; the Search-R1 script uses 0.9).
+        enable_similarity: group similar anchors instead of only equal ones: text by difflib ratio,
+            image anchors (envs.base.image_anchor) by their 16x16 thumbnails; image vs text never.
+        similarity_thresh: similarity threshold (0.95 default; the Search-R1 script uses 0.9). For
+            images, 1 - thresh bounds the mean absolute thumbnail difference in units of full
+            brightness: small sprite moves score ~0.99, so images usually want ~0.999.
         eps: added to the std in the denominator.
     """
     if mode not in NORM_MODES:

@@ -8,6 +8,12 @@ mean of its non-zero level advantages (plus GiGPO's episode advantage as level 0
 
 The authors' code walks the batch in row order and so needs time-ordered rows; here the windows are
 read through `StepTable.time_order` / `position`, so rows may come in any order.
+
+`enable_similarity` is our extension (the authors' HGPO has none; it mirrors GiGPO's §1.1 step 4
+option): each anchor is first replaced by its similarity cluster inside the task group
+(`algos.steptable.similarity_codes`: difflib for text, thumbnails for image anchors), and the
+windows of every level are built from cluster ids, so near-identical states share level groups at
+every depth. The clusters are greedy in batch order, so with it on the result depends on row order.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from algos.advantages import (
     episode_returns,
     register_estimator,
 )
-from algos.steptable import StepTable, combine_codes
+from algos.steptable import StepTable, combine_codes, similarity_codes
 
 
 def _check_history_length(history_length: int) -> None:
@@ -33,23 +39,28 @@ def _check_history_length(history_length: int) -> None:
         raise ValueError(f"hgpo: history_length must be an int >= 0, got {history_length!r}")
 
 
-def window_codes(table: StepTable, history_length: int) -> list[np.ndarray]:
+def window_codes(
+    table: StepTable, history_length: int, *, enable_similarity: bool = False, similarity_thresh: float = 0.95
+) -> list[np.ndarray]:
     """Level keys of §2.1 step 1: for k = 1 .. K+1, an int64 code per row of the window of its last
     k anchors inside its task group, -1 where the row has fewer than k steps (position < k-1).
 
     Equal codes within a level <=> same task group and same anchor window; the time index is not
     part of the key. Built by extending the level-(k-1) code with the anchor k-1 steps back, read
-    from a (trajectory, position) grid of anchor codes.
+    from a (trajectory, position) grid of anchor codes. With `enable_similarity` an anchor's code
+    is its similarity cluster (see the module docstring) instead of its exact value.
     """
     _check_history_length(history_length)
     n = len(table)
     if n == 0:
         return [np.zeros(0, dtype=np.int64) for _ in range(history_length + 1)]
     traj, pos = table.traj_codes, table.position
+    # clusters are formed inside task groups, so the group part of the level-1 key is implied then
+    anchors = similarity_codes(table, similarity_thresh)[0] if enable_similarity else table.anchor_codes
     grid = np.full((table.n_trajs, int(table.traj_lengths.max())), -1, dtype=np.int64)
-    grid[traj, pos] = table.anchor_codes
+    grid[traj, pos] = anchors
 
-    code, _ = combine_codes(table.group_codes, table.anchor_codes)
+    code, _ = combine_codes(table.group_codes, anchors)
     levels = [code]
     for k in range(2, history_length + 2):
         rows = np.flatnonzero(pos >= k - 1)
@@ -111,7 +122,9 @@ def _base_item(table: StepTable, *, mode: str, episode_stats_over: str, invalid_
     return np.where(flat[g] & (r_row == lo[g]), 0.0, a_e)
 
 
-def hgpo_diagnostics(table: StepTable, *, history_length: int = 2) -> dict[str, float]:
+def hgpo_diagnostics(
+    table: StepTable, *, history_length: int = 2, enable_similarity: bool = False, similarity_thresh: float = 0.95
+) -> dict[str, float]:
     """How much of the hierarchy a batch uses (level groups with >= 2 members):
 
     hgpo/levels_per_row: mean number of levels k >= 1 at which the row is in such a group (0 .. K+1);
@@ -120,7 +133,8 @@ def hgpo_diagnostics(table: StepTable, *, history_length: int = 2) -> dict[str, 
         rarely repeat and HGPO degenerates towards GiGPO's level-1 term).
     Counts ignore the "drop exact zeros" rule, which depends on the returns, not the grouping.
     """
-    levels = window_codes(table, history_length)
+    levels = window_codes(table, history_length, enable_similarity=enable_similarity,
+                          similarity_thresh=similarity_thresh)
     n = len(table)
     out: dict[str, float] = {}
     n_items = np.zeros(n, dtype=np.int64)
@@ -147,6 +161,8 @@ def hgpo(
     base_group: bool = False,
     invalid_penalty: float = 0.0,
     episode_stats_over: str = "steps",
+    enable_similarity: bool = False,
+    similarity_thresh: float = 0.95,
     eps: float = 1e-6,
 ) -> np.ndarray:
     """HGPO advantage per step row (algorithms.md §2.1, verl-agent recipe/hgpo/core_hgpo.py).
@@ -163,6 +179,10 @@ def hgpo(
             invalid, after the returns are computed (the scripts use 0.1).
         episode_stats_over: pooling of the base item's statistics, "steps" (default, the code) or
             "trajs" (§0.7); unused without base_group.
+        enable_similarity: key the levels by similarity clusters of the anchors instead of exact
+            anchors, as GiGPO's option of the same name (text by difflib ratio, image anchors by
+            their thumbnails, image vs text never similar). Our extension, off by default.
+        similarity_thresh: similarity threshold of enable_similarity (0.95 as GiGPO's default).
         eps: added to the std in the denominators and to the weight sum (one epsilon, as the code).
 
     Aggregation (§2.1 step 4): items (k, a_k) from level groups with >= 2 members (singletons are
@@ -188,7 +208,9 @@ def hgpo(
         kept = a_e != 0.0
         num += np.where(kept, a_e, 0.0)  # weight (0+1)^alpha = 1
         den += kept
-    for k, codes in enumerate(window_codes(table, history_length), start=1):
+    levels = window_codes(table, history_length, enable_similarity=enable_similarity,
+                          similarity_thresh=similarity_thresh)
+    for k, codes in enumerate(levels, start=1):
         a_k, in_group = _level_advantage(step_returns, codes, mode, eps)
         kept = in_group & (a_k != 0.0)
         w = float(k + 1) ** length_weight_alpha

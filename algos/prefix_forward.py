@@ -38,6 +38,10 @@ wins everywhere and its lead grows with G·S. `benchmarks/prefix_bench.py` measu
 Both passes pad to the longest prompt / response of the call, so mixing very different prompt
 lengths in one call wastes compute (`algos.batching.micro_batches` sorts rows by prompt length and prompt).
 
+VLM batches (pixel inputs given) take the plain `sequence_logprobs` path for every row: identical
+prompt ids do not mean identical prompts there (an image's pad tokens are the same for any image
+of that size), and the prefix pass would need the M-RoPE positions of each shared prompt.
+
 Rows not shared go through `sequence_logprobs` unchanged: prompts used by fewer than `min_share`
 rows (counting only rows with a non-empty response), prompts of one token, and rows with empty
 responses. Models with sliding-window / chunked / linear-attention layers (``config.layer_types``
@@ -63,7 +67,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from agents.hf import _base_model, _cache_kwarg, _new_cache, sequence_logprobs
+from agents.hf import (_base_model, _cache_kwarg, _new_cache, sequence_logprobs, suppress_tokens,
+                       suppressed_token_ids)
 from algos.batching import prompt_groups
 
 __all__ = [
@@ -119,14 +124,20 @@ def shared_prefix_logprobs(
     pad_id: int,
     return_entropy: bool = False,
     min_share: int = 2,
+    pixel_values: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
 ):
     """`agents.hf.sequence_logprobs` with each distinct shared prompt encoded once.
 
     Returns ``(logp, mask, entropy)`` exactly as `sequence_logprobs`: ``logp`` float32 ``[B, T]`` in
     input row order (0 where masked), ``mask`` bool ``[B, T]``, ``entropy`` ``[B, T]`` or None;
     ``T`` is the longest response. Runs with gradients when grad is enabled. Prompts used by at
-    least `min_share` rows (with non-empty responses) are shared; the other rows take the plain path.
+    least `min_share` rows (with non-empty responses) are shared; the other rows take the plain path,
+    and so does a batch with pixel inputs (VLM rows; see the module docstring).
     """
+    if pixel_values is not None:
+        return sequence_logprobs(model, prompt_ids_list, response_ids_list, pad_id, return_entropy,
+                                 pixel_values=pixel_values, image_grid_thw=image_grid_thw)
     B = len(prompt_ids_list)
     if B != len(response_ids_list):
         raise ValueError("prompt_ids_list and response_ids_list differ in length")
@@ -202,7 +213,7 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[list
     cache.batch_select_indices(g_t.to(device))
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True,
                 **{_cache_kwarg(model): cache})
-    logits = out.logits.float()  # [N, Rm, V]; column t predicts response token t
+    logits = suppress_tokens(out.logits.float(), suppressed_token_ids(model))  # [N, Rm, V]; column t predicts token t
     logsm = torch.log_softmax(logits, dim=-1)
     logp = logsm.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0)
     entropy = None

@@ -20,7 +20,7 @@ from agents.prompts import PromptBuilder
 from agents.records import Trajectory
 from agents.rollout import Rollout, collect, success_by_task_type
 from algos.advantages import compute_advantages
-from algos.batching import Row, micro_batches, minibatches
+from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
 from algos.gigpo import gigpo_diagnostics
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
@@ -78,6 +78,8 @@ def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tu
         if not s.response_ids or np.isnan(a):
             continue
         meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": s.value}
+        if any(isinstance(m.get("content"), list) for m in s.messages):  # a chat with images (VLM step)
+            meta["chat"] = s.messages
         meta.update({name: float(col[k]) for name, col in extra.items()})
         rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
     kept = adv[~np.isnan(adv)]
@@ -203,11 +205,14 @@ class RLTrainer:
     # -- update ----------------------------------------------------------------------------------
     def _forward(self, model: torch.nn.Module, rows: list[Row], return_entropy: bool = False):
         prompts, responses = [r.prompt_ids for r in rows], [r.response_ids for r in rows]
+        pixels = pixel_kwargs(rows)  # VLM rows: their images' pixel inputs, in row order
         if self.cfg.rl.shared_prefix:
             from algos.prefix_forward import shared_prefix_logprobs
 
-            return shared_prefix_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy)
-        return sequence_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy)
+            return shared_prefix_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy,
+                                          **pixels)
+        return sequence_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy,
+                                 **pixels)
 
     @torch.no_grad()
     def attach_logprobs(self, rows: list[Row]) -> dict[int, float]:
@@ -331,6 +336,7 @@ class RLTrainer:
         if self.critic is not None:
             self.attach_values(trajectories)
         rows, adv_stats = rows_with_advantages(trajectories, self.cfg)
+        attach_pixel_inputs(rows, self.policy)
         turn_entropy = self.attach_logprobs(rows)
         if turn_entropy:
             self.entropy_history.append(turn_entropy)

@@ -18,7 +18,7 @@ from agents.prompts import PromptBuilder
 from agents.records import StepRecord
 from agents.rollout import collect
 from agents.simple import ExpertPolicy
-from algos.batching import Row, chat_prompt_ids, minibatches, response_ids_for
+from algos.batching import Row, chat_prompt_ids, minibatches, pixel_kwargs, response_ids_for
 
 
 def collect_expert_steps(pool: Any, prompt: PromptBuilder, episodes: int, noise: float, seed: int,
@@ -36,8 +36,23 @@ def collect_expert_steps(pool: Any, prompt: PromptBuilder, episodes: int, noise:
     return steps, {"sft_data_success": wins / max(episodes, 1), "sft_rows": float(len(steps))}
 
 
-def sft_rows(tokenizer: Any, steps: Sequence[StepRecord]) -> list[Row]:
-    return [Row(chat_prompt_ids(tokenizer, s.messages), response_ids_for(tokenizer, s.response)) for s in steps]
+def sft_rows(tokenizer: Any, steps: Sequence[StepRecord], policy: Any = None) -> list[Row]:
+    """One row per expert step. Chats with images need a VLM `policy` (HFPolicy): its processor
+    expands the image tokens and gives the rows their pixel inputs."""
+    if policy is None or not getattr(policy, "is_vlm", False):
+        if any(isinstance(m.get("content"), list) for s in steps for m in s.messages):
+            raise ValueError("sft_rows: the expert chats carry images; pass policy= (a VLM HFPolicy) to encode them")
+        return [Row(chat_prompt_ids(tokenizer, s.messages), response_ids_for(tokenizer, s.response)) for s in steps]
+    from agents.policy import Request
+
+    rows = []
+    for s in steps:
+        (ids,), (mm,) = policy.encode_requests([Request(messages=s.messages)])
+        row = Row(ids, response_ids_for(tokenizer, s.response))
+        if mm:
+            row.pixel_values, row.image_grid_thw = mm["pixel_values"], mm["image_grid_thw"]
+        rows.append(row)
+    return rows
 
 
 def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epochs: int = 2, lr: float = 2e-3,
@@ -58,7 +73,7 @@ def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epoch
     for _ in range(epochs):
         for mb in minibatches(rows, batch_size, rng):
             logp, mask, _ = sequence_logprobs(model, [r.prompt_ids for r in mb], [r.response_ids for r in mb],
-                                              pad_id=tokenizer.pad_token_id)
+                                              pad_id=tokenizer.pad_token_id, **pixel_kwargs(mb))
             loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -9,7 +9,9 @@ A row is one agent decision (algorithms.md §0.2 step-independent layout, §0.3 
     reward  the step's environment reward r_t
     anchor  a hashable, history-free key of the state the action was chosen from (§1.3)
     valid   whether the action was admissible (verl-agent's `is_action_valid`)
-    text    raw anchor text for similarity grouping (§1.1 step 4); defaults to `anchor`
+    text    raw anchor text for similarity grouping (§1.1 step 4); defaults to `anchor`. Image
+            anchors ("img:<sha1>:t16:<thumbnail>", envs.base.image_anchor) carry the thumbnail
+            that similarity grouping compares (see `similarity_codes`)
 
 Optional columns, needed only by the estimators that read them:
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from functools import cached_property
 from typing import Any
 
@@ -136,6 +139,156 @@ def combine_codes(*codes: np.ndarray) -> tuple[np.ndarray, int]:
     for c in codes[1:]:
         key, k = factorize(key * (int(c.max(initial=-1)) + 1) + c)  # re-code each time: no int64 overflow
     return key, k
+
+
+# ---------------------------------------------------------------------------------------------
+# similarity grouping of anchors (GiGPO §1.1 step 4, reused by HGPO)
+
+
+def _image_parts(anchor: Any) -> tuple[bool, np.ndarray | None]:
+    """(is an image anchor, its thumbnail or None). The anchor format belongs to the env contract
+    (envs/base.py), hence the import from there; it is lazy so algos does not load envs up front."""
+    from envs.base import anchor_thumbnail, is_image_anchor
+
+    return is_image_anchor(anchor), anchor_thumbnail(anchor)
+
+
+def _thumbnail_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 - mean |a - b| over cells of 4-bit thumbnails scaled to [0, 1]; a: [d] or [m, d], b: [d].
+
+    The cell differences are summed as integers, so the value does not depend on the summation
+    order and the vectorised clustering agrees with `anchor_similarity` to the last bit.
+    """
+    diff = np.abs(a.astype(np.int16, copy=False) - b.astype(np.int16, copy=False)).sum(axis=-1, dtype=np.int32)
+    return 1.0 - diff / (15.0 * a.shape[-1])
+
+
+def anchor_similarity(a: str, b: str) -> float:
+    """The similarity that similarity grouping thresholds, in [0, 1].
+
+    Two text anchors: difflib.SequenceMatcher(None, a, b).ratio() (verl-agent's measure).
+    Two image anchors with thumbnails of one size: 1 - mean absolute difference of the thumbnails
+    scaled to [0, 1] (a perceptual distance on the downsampled grayscale frame).
+    Anything else (image vs text, thumbnails of different sizes, an image anchor without a
+    thumbnail): 1.0 if the anchors are equal, else 0.0.
+    """
+    if a == b:
+        return 1.0
+    (a_img, a_thumb), (b_img, b_thumb) = _image_parts(a), _image_parts(b)
+    if not a_img and not b_img:
+        return SequenceMatcher(None, a, b).ratio()
+    if a_thumb is None or b_thumb is None or a_thumb.shape != b_thumb.shape:
+        return 0.0
+    return float(_thumbnail_similarity(a_thumb.reshape(-1), b_thumb.reshape(-1)))
+
+
+def _greedy_thumbnail_clusters(thumbs: np.ndarray, thresh: float) -> tuple[np.ndarray, int]:
+    """Greedy clusters of [m, d] thumbnails in row order: a row joins the first cluster whose
+    representative (first member) is similar enough, else it opens a cluster.
+
+    Loops once per cluster, not per pair: the first unassigned row opens a cluster and every
+    unassigned row similar to it joins at once. That is the row-by-row greedy rule, because the
+    rows before a new representative are all assigned and an unassigned row was not similar to
+    any earlier representative.
+    """
+    free = thumbs.astype(np.int16)  # the unassigned rows, converted once rather than per pass
+    idx = np.arange(len(thumbs))
+    labels = np.empty(len(thumbs), dtype=np.int64)
+    k = 0
+    while idx.size:
+        joins = _thumbnail_similarity(free, free[0]) >= thresh  # the representative joins itself
+        labels[idx[joins]] = k
+        k += 1
+        if joins[1:].any():
+            free, idx = free[~joins], idx[~joins]
+        else:  # a singleton: drop the first row with a view instead of copying the rest
+            free, idx = free[1:], idx[1:]
+    return labels, k
+
+
+def _greedy_text_clusters(texts: list[str], thresh: float) -> tuple[np.ndarray, int]:
+    """Greedy clusters of distinct texts in order, compared with their representatives by difflib."""
+    labels = np.empty(len(texts), dtype=np.int64)
+    reps: list[tuple[str, int]] = []
+    for i, text in enumerate(texts):
+        for rep, code in reps:
+            sm = SequenceMatcher(None, text, rep)
+            # real_quick_ratio >= quick_ratio >= ratio: cheap upper bounds first
+            if sm.real_quick_ratio() >= thresh and sm.quick_ratio() >= thresh and sm.ratio() >= thresh:
+                labels[i] = code
+                break
+        else:
+            labels[i] = len(reps)
+            reps.append((text, len(reps)))
+    return labels, len(reps)
+
+
+def _cluster_distinct(values: list[Any], thresh: float, first_rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Cluster labels of one task group's distinct anchors, given in batch order of first appearance.
+
+    Anchors of different kinds are never similar, so each kind is clustered on its own: texts by
+    difflib, image thumbnails of each size by `_greedy_thumbnail_clusters` (vectorised over the
+    group), and image anchors without a thumbnail stay alone (only an equal anchor joins them).
+    """
+    labels = np.empty(len(values), dtype=np.int64)
+    texts: list[int] = []
+    thumbs: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    n = 0
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"similarity grouping needs text or image anchors (str); row {int(first_rows[i])} "
+                            f"has {type(v).__name__}")
+        is_img, thumb = _image_parts(v)
+        if not is_img:
+            texts.append(i)
+        elif thumb is None:
+            labels[i] = n
+            n += 1
+        else:
+            thumbs.setdefault(thumb.shape, []).append((i, thumb.reshape(-1)))
+    if texts:
+        sub, k = _greedy_text_clusters([values[i] for i in texts], thresh)
+        labels[texts] = n + sub
+        n += k
+    for members in thumbs.values():
+        idx = [i for i, _ in members]
+        sub, k = _greedy_thumbnail_clusters(np.stack([t for _, t in members]), thresh)
+        labels[idx] = n + sub
+        n += k
+    return labels, n
+
+
+def similarity_codes(table: StepTable, similarity_thresh: float = 0.95) -> tuple[np.ndarray, int]:
+    """Similarity groups of the rows' `text` (= `anchor` unless given) inside each task group:
+    an int64 code per row and the number of groups (algorithms.md §1.1 step 4, `enable_similarity`).
+
+    Rows are visited in batch order and join the first cluster whose representative (first member)
+    has `anchor_similarity` >= similarity_thresh, else open one. Equal anchors always share a
+    cluster, so each distinct anchor is compared once. Text uses difflib's ratio; image anchors
+    compare their thumbnails (1 - mean absolute difference); image vs text is never similar.
+    The two measures live on different scales: 6x6 Sokoban frames one player move apart score
+    about 0.99 as thumbnails (0.93-0.98 as text grids), and a one-pixel change at most
+    1 - 1/(15 * 256) ~ 0.9997 with 16x16 thumbnails, so telling small sprite moves apart needs a
+    threshold near 0.999; GiGPO's 0.95 merges most frames of such a scene.
+    """
+    if not 0.0 < similarity_thresh <= 1.0:
+        raise ValueError(f"similarity_thresh must be in (0, 1], got {similarity_thresh}")
+    n = len(table)
+    codes = np.empty(n, dtype=np.int64)
+    value_codes = table.anchor_codes if table.text is table.anchor else factorize(table.text)[0]
+    by_group = np.argsort(table.group_codes, kind="stable")  # batch order inside each group
+    bounds = np.cumsum(np.bincount(table.group_codes, minlength=table.n_groups))[:-1]
+    n_clusters = 0
+    for rows in np.split(by_group, bounds) if n else ():
+        _, first, inverse = np.unique(value_codes[rows], return_index=True, return_inverse=True)
+        order = np.argsort(first)  # distinct anchors in order of first appearance
+        first_rows = rows[first[order]]
+        labels, k = _cluster_distinct([table.text[r] for r in first_rows], similarity_thresh, first_rows)
+        by_distinct = np.empty(len(first), dtype=np.int64)
+        by_distinct[order] = labels
+        codes[rows] = n_clusters + by_distinct[inverse.reshape(-1)]
+        n_clusters += k
+    return codes, n_clusters
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -3,7 +3,12 @@
     groupwise train                                   # tiny model on Sokoban, SFT then GiGPO
     groupwise train algo.name=grpo rl.iterations=50   # dotted overrides of algos/train_config.py
     groupwise train --config run.yaml --resume        # continue from the last checkpoint
-    groupwise train --model /path/to/hf-model         # any local causal LM (LoRA by default)
+    groupwise train --model /path/to/hf-model         # any local causal LM or Qwen2-VL folder (LoRA by default)
+    groupwise train "env.kwargs={obs_mode: image}"    # image observations: a tiny Qwen2-VL is built
+
+VLM options: model.vlm (auto | on | off; auto builds the tiny VLM when model.path is empty and the
+env's observations carry images), model.freeze_vision (False: the vision tower trains too),
+env.image_history (1: the prompt carries the current frame only).
 """
 
 from __future__ import annotations
@@ -113,7 +118,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(cfg.seed)
 
     compact = uses_compact_prompt(cfg)
-    prompt = PromptBuilder.for_env(cfg.env.id, compact=compact, history_length=cfg.env.history_length)
+    prompt = PromptBuilder.for_env(cfg.env.id, compact=compact, history_length=cfg.env.history_length,
+                                   image_history=image_history(cfg))
     from algos.rl import rollouts_per_task
 
     pool_size = max(cfg.rl.tasks_per_iter * rollouts_per_task(cfg), min(cfg.eval.episodes, 128))
@@ -254,8 +260,39 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
     return False
 
 
+def image_history(cfg: TrainConfig) -> int:
+    """env.image_history: past steps whose images the prompt carries, the current one included (default 1)."""
+    value = int(cfg.env.image_history)
+    if value < 0:
+        raise ConfigError(f"env.image_history must be >= 0 (1 = the current frame only); got {value}")
+    return value
+
+
+def wants_vlm(cfg: TrainConfig) -> bool:
+    """Whether to build the tiny VLM (model.path empty): model.vlm=on, or auto and the env shows images."""
+    mode = str(cfg.model.vlm)
+    if mode not in ("auto", "on", "off"):
+        raise ConfigError(f"model.vlm must be auto, on or off; got {mode!r}")
+    if mode != "auto":
+        return mode == "on"
+    return image_history(cfg) > 0 and env_shows_images(cfg)
+
+
+def env_shows_images(cfg: TrainConfig) -> bool:
+    """True when the env's first observation (seed cfg.seed) carries images."""
+    from envs import make
+
+    env = make(cfg.env.id, **cfg.env.options())
+    try:
+        obs, _ = env.reset(seed=cfg.seed)
+        return bool(len(obs.get("images") or ()))
+    finally:
+        env.close()
+
+
 def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> Any:
-    """The hf policy: a local model folder (with LoRA unless off), or the tiny model built here."""
+    """The hf policy: a local model folder (with LoRA unless off), or the tiny model built here
+    (the tiny Qwen2-VL when the env's observations carry images, see `wants_vlm`)."""
     from agents.hf import HFPolicy
 
     if cfg.model.path:
@@ -265,7 +302,12 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
         from agents.tiny import ensure_tiny_model, env_corpus
 
         texts = env_corpus(cfg.env.id, cfg.env.history_length, env_kwargs=cfg.env.options(), compact=compact_prompt)
-        policy = HFPolicy(ensure_tiny_model(out / "base-model", texts))
+        if wants_vlm(cfg):
+            from agents.vlm import ensure_tiny_vlm
+
+            policy = HFPolicy(ensure_tiny_vlm(out / "base-model", texts))
+        else:
+            policy = HFPolicy(ensure_tiny_model(out / "base-model", texts))
         use_lora = cfg.model.lora == "on"
     if use_lora:
         from peft import LoraConfig, get_peft_model
@@ -273,6 +315,12 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
         lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
                           target_modules="all-linear", task_type="CAUSAL_LM")
         policy.model = get_peft_model(policy.model, lora)
+    if cfg.model.freeze_vision:
+        if not policy.is_vlm:
+            raise ConfigError("model.freeze_vision is set but the policy is a text model (it has no vision tower)")
+        from agents.vlm import freeze_vision_tower
+
+        freeze_vision_tower(policy.model)
     return policy
 
 
@@ -280,7 +328,7 @@ def _warm_start(cfg: TrainConfig, policy: Any, pool: Any, prompt: Any, logger: M
     from algos.sft import collect_expert_steps, sft_rows, train_sft
 
     steps, data_stats = collect_expert_steps(pool, prompt, cfg.sft.episodes, cfg.sft.noise, cfg.sft.seed)
-    rows = sft_rows(policy.tokenizer, steps)
+    rows = sft_rows(policy.tokenizer, steps, policy=policy)
     print(f"sft: {len(rows)} expert rows from {cfg.sft.episodes} episodes "
           f"(noise {cfg.sft.noise}, expert data success {data_stats['sft_data_success']:.2f})")
     stats = train_sft(policy.model, policy.tokenizer, rows, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
@@ -335,7 +383,7 @@ def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], i
         if hasattr(model, "merge_and_unload"):  # LoRA: save a plain model that any tool loads
             model = model.merge_and_unload()
         model.save_pretrained(final)
-        policy.tokenizer.save_pretrained(final)
+        (policy.processor or policy.tokenizer).save_pretrained(final)
         plot_curves(out / "metrics.jsonl", ["eval/success", "rollout/success"], out / "success.png",
                     title=f"{cfg.algo.name} on {cfg.env.id}")
         print(f"success on {cfg.eval.episodes} evaluation rooms: before RL {summary['success_before_rl']:.3f}"

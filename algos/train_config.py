@@ -23,6 +23,11 @@ class ModelConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
+    #: A vision-language model (Qwen2-VL family): "auto" = when the folder is one, or, for the tiny
+    #: model built here, when the env's observations carry images.
+    vlm: Literal["auto", "on", "off"] = "auto"
+    #: Keep the vision tower's weights fixed (gradients reach it otherwise).
+    freeze_vision: bool = False
 
 
 #: Env options of the default runs, used when `env.kwargs` is unset. The default run's Sokoban text
@@ -44,6 +49,8 @@ class EnvConfig:
     #: "compact" leaves the env's instructions out of the prompt (agents/prompts.py); "auto" uses it
     #: for the tiny model trained from scratch and the full prompt for a loaded model.
     prompt: Literal["auto", "full", "compact"] = "auto"
+    #: Frames a VLM prompt carries: the current one and image_history - 1 past ones.
+    image_history: int = 1
 
     def options(self) -> dict:
         """The keyword arguments for envs.make (see `kwargs`)."""
@@ -94,6 +101,9 @@ class HGPOOptions:
     length_weight_alpha: float = 1.0
     base_group: bool = False
     invalid_penalty: float = 0.1
+    #: join near-identical states (text: difflib ratio; images: thumbnail distance) at every level
+    enable_similarity: bool = False
+    similarity_thresh: float = 0.95
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
     python benchmarks/retrieval_bench.py            # 10,000 and 100,000 documents
     python benchmarks/retrieval_bench.py --quick    # 1,000 and 10,000 documents
+    python benchmarks/retrieval_bench.py --doc-tokens 32   # embed documents cut at 32 tokens: ~3x faster builds
 
 For BM25 (bm25s) and dense (all-MiniLM-L6-v2 embeddings in a FAISS flat index), at each corpus size:
 - index build time, and the time to load the same index back from the on-disk cache;
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 and 10,000 documents instead of 10,000 and 100,000")
     parser.add_argument("--queries", type=int, default=None, help="queries per measurement (default 256, quick 128)")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--doc-tokens", type=int, default=256,
+                        help="cut documents at this many tokens when embedding them (MiniLM's own cut is 256); "
+                             "a shorter cut builds big dense indexes faster and leaves query cost unchanged")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch and FAISS threads (default: theirs, one per core)")
     args = parser.parse_args(argv)
@@ -119,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)
     report: dict = {"quick": args.quick, "k": K, "batch": args.batch, "queries": count,
-                    "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
+                    "doc_tokens": args.doc_tokens, "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
                     "load_average_start": os.getloadavg()[0], "runs": []}
     t = time.perf_counter()
-    encoder = MiniLMEncoder()
+    encoder = MiniLMEncoder(max_tokens=args.doc_tokens)  # queries (6 words) are far below any cut
     report["model_load_s"] = time.perf_counter() - t
     words = english_words()
     for n in sizes:
@@ -158,8 +162,9 @@ def write_report(report: dict) -> None:
                      f"| {bt['call_ms_p50']:.0f} / {bt['call_ms_p95']:.0f} "
                      f"| {one['call_ms_p50']:.1f} / {one['call_ms_p95']:.1f} | {r['top3_hit_rate']:.2f} |")
     tokens = report["runs"][0]["mean_tokens_per_doc"]
-    lines += ["", f"Documents average {tokens:.0f} MiniLM tokens (cut at 256). Build time for dense is embedding "
-                  "the corpus; q/s counts queries, so a batched call of 64 answers 64. The documents are random "
+    lines += ["", f"Documents average {tokens:.0f} MiniLM tokens; dense embeds them cut at {report.get('doc_tokens', 256)} "
+                  "(MiniLM's own cut is 256; a shorter cut makes dense builds faster and leaves query cost as it is: "
+                  "FAISS flat scans every vector either way). Build time for dense is embedding the corpus; q/s counts queries, so a batched call of 64 answers 64. The documents are random "
                   "words: there is no meaning for embeddings to match, so the hit rate checks that search finds "
                   "exact words (BM25's strength), not which method retrieves better on real text."]
     OUT.mkdir(parents=True, exist_ok=True)

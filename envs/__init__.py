@@ -16,6 +16,22 @@ register("math", "envs.math_env:MathEnv",
          description="Generated multi-step math problems solved with a sandboxed Python tool.")
 register("textworld", "envs.textworld_env:TextWorldEnv",
          description="TextWorld's generated games (cooking, coin collector, treasure hunter).")
+register("ezpoints", "envs.cards:EZPointsEnv",
+         description="EZPoints (gym-cards): make 12 from two cards, token by token (image/text).")
+register("points24", "envs.cards:Points24Env",
+         description="Points24 (gym-cards): make 24 from four cards with + - * / ( ) (image/text).")
+register("numberline", "envs.cards:NumberLineEnv",
+         description="NumberLine (gym-cards): move current to target with + / - (image/text).")
+register("blackjack", "envs.cards:BlackjackEnv",
+         description="Blackjack (gym-cards): hit or stand against the dealer (image/text).")
+register("vision-qa", "envs.vision_qa:VisionQAEnv",
+         description="Questions about generated charts, shape counts, geometry figures and tables (exact-match reward).")
+
+from envs.miniwob.tasks import TASK_NAMES as _MINIWOB_TASKS  # noqa: E402
+
+for _task in _MINIWOB_TASKS:
+    register(f"miniwob.{_task}", "envs.miniwob.env:MiniWoBEnv", task=_task,
+             description=f"MiniWoB++ {_task} in Chromium: screenshot + task, mouse/keyboard actions.")
 
 __all__ = [
     "ActionFormat", "AgentEnv", "AnyText", "EnvFailure", "EnvPool", "ParsedAction", "UnknownEnvError",

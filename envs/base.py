@@ -67,12 +67,98 @@ def cache_root() -> Path:
     return Path(os.environ.get("GROUPWISE_CACHE", Path.home() / ".cache" / "groupwise"))
 
 
-def image_anchor(image: np.ndarray) -> str:
-    """A stable key for an image state: sha1 of shape, dtype and pixels."""
+#: Side of the grayscale thumbnail that image anchors carry for similarity grouping.
+THUMBNAIL_SIZE = 16
+#: Gray levels of a thumbnail cell: 4 bits, one hex digit per cell (16x16 -> 256 characters).
+_THUMB_MAX = 15
+# "img:<sha1>" or "img:<sha1>:t<side>:<one hex digit per cell, row-major>"
+_IMAGE_ANCHOR = re.compile(r"img:[0-9a-f]{40}(?::t([1-9][0-9]*):([0-9a-f]+))?")
+# hex digit <-> value as numpy lookups, so a thumbnail is encoded and decoded without a Python loop
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_VALUE = np.zeros(128, dtype=np.uint8)
+_HEX_VALUE[_HEX_DIGITS] = np.arange(16, dtype=np.uint8)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """Luma in [0, 1] of an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image (alpha ignored)."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., :3]
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    elif arr.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, C) image with C in 1, 3, 4; got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"cannot make a thumbnail of an empty image (shape {arr.shape})")
+    if arr.dtype == bool:
+        arr = arr.astype(np.float64)
+    elif np.issubdtype(arr.dtype, np.integer):
+        arr = arr / float(np.iinfo(arr.dtype).max)
+    else:  # float images are taken to be in [0, 1]
+        arr = np.clip(arr.astype(np.float64), 0.0, 1.0)
+    if arr.ndim == 3:  # ITU-R BT.601 luma: brightness as people see it, not a plain channel mean
+        arr = arr @ np.array([0.299, 0.587, 0.114])
+    return arr
+
+
+def image_thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A size x size grayscale thumbnail of `image`, uint8 levels 0..15 (4 bits per cell).
+
+    Each cell is the mean luma of its block of pixels (area averaging, so a one-pixel change moves
+    a cell by at most 1/(block area)); images smaller than `size` repeat pixels instead.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"thumbnail size must be a positive int, got {size!r}")
+    gray = _gray(image)
+    # integral image: the sum over any block is four lookups, for all blocks at once
+    integral = np.zeros((gray.shape[0] + 1, gray.shape[1] + 1))
+    integral[1:, 1:] = gray.cumsum(0).cumsum(1)
+
+    def edges(n: int) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.arange(size) * n // size
+        return lo, np.maximum((np.arange(1, size + 1) * n) // size, lo + 1)
+
+    (r0, r1), (c0, c1) = edges(gray.shape[0]), edges(gray.shape[1])
+    sums = (integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0])
+    means = sums / np.outer(r1 - r0, c1 - c0)
+    return np.rint(means * _THUMB_MAX).astype(np.uint8)
+
+
+def image_anchor(image: np.ndarray, thumbnail: int | None = THUMBNAIL_SIZE) -> str:
+    """A stable key for an image state: "img:<sha1 of shape, dtype and pixels>", followed by
+    ":t<side>:<hex>" — a side x side 4-bit grayscale thumbnail, one hex digit per cell — unless
+    `thumbnail` is None.
+
+    Exact grouping compares anchors as strings, and the thumbnail is a function of the pixels, so
+    the sha1 alone decides equality either way. The thumbnail is what similarity grouping compares
+    (algos/steptable.py): step records hold the anchor as a string only, so it has to travel in it.
+    The default adds 261 characters.
+    """
     arr = np.ascontiguousarray(image)
     h = hashlib.sha1(f"{arr.shape}|{arr.dtype}|".encode())
     h.update(arr.tobytes())
-    return "img:" + h.hexdigest()
+    key = "img:" + h.hexdigest()
+    if thumbnail is None:
+        return key
+    cells = image_thumbnail(arr, thumbnail).reshape(-1)
+    return f"{key}:t{thumbnail}:" + _HEX_DIGITS[cells].tobytes().decode("ascii")
+
+
+def is_image_anchor(anchor: object) -> bool:
+    """Whether `anchor` is a string made by `image_anchor` (with or without a thumbnail)."""
+    return isinstance(anchor, str) and _IMAGE_ANCHOR.fullmatch(anchor) is not None
+
+
+def anchor_thumbnail(anchor: str) -> np.ndarray | None:
+    """The thumbnail (side x side uint8 levels 0..15) carried by an image anchor; None for an
+    image anchor without one and for any other anchor (text, or a malformed thumbnail field)."""
+    m = _IMAGE_ANCHOR.fullmatch(anchor) if isinstance(anchor, str) else None
+    if m is None or m.group(1) is None:
+        return None
+    side, digits = int(m.group(1)), m.group(2)
+    if len(digits) != side * side:
+        return None
+    return _HEX_VALUE[np.frombuffer(digits.encode("ascii"), dtype=np.uint8)].reshape(side, side)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,8 @@ def assert_permutation_invariant(name: str, table: StepTable, seed: int = 0, **c
 def test_registered_with_spec_defaults():
     assert estimator_options("hgpo") == dict(gamma=0.95, history_length=2, mode="mean_std_norm",
                                              length_weight_alpha=1.0, base_group=False, invalid_penalty=0.0,
-                                             episode_stats_over="steps", eps=1e-6)
+                                             episode_stats_over="steps", enable_similarity=False,
+                                             similarity_thresh=0.95, eps=1e-6)
     assert estimator_options("rloo") == dict(invalid_penalty=0.0)
     assert estimator_options("reinforce_pp") == dict(gamma=1.0, baseline=False, eps=1e-6, invalid_penalty=0.0)
     assert estimator_options("dr_grpo") == dict(episode_stats_over="steps", invalid_penalty=0.0)

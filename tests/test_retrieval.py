@@ -224,6 +224,19 @@ def test_index_is_cached_on_disk(tmp_path, corpus, encoder, method):
     assert other.built and other.cache_path != first.cache_path
 
 
+def test_shorter_document_cut_embeds_only_the_head_and_gets_its_own_index(tmp_path, corpus, encoder):
+    short = MiniLMEncoder(max_tokens=8)
+    short.model, short.tokenizer = encoder.model, encoder.tokenizer  # same weights, no second load
+    text = corpus[0]["contents"]
+    head = short.tokenizer.decode(short.tokenizer(text, truncation=True, max_length=8)["input_ids"],
+                                  skip_special_tokens=True)
+    np.testing.assert_allclose(short.encode([text]), encoder.encode([head]), atol=1e-5)
+    assert not np.allclose(short.encode([text]), encoder.encode([text]), atol=1e-3)
+    full = Retriever(corpus[:20], "dense", cache_dir=tmp_path, encoder=encoder)
+    cut = Retriever(corpus[:20], "dense", cache_dir=tmp_path, encoder=short)
+    assert cut.built and cut.cache_path != full.cache_path  # a cached full-length index is not reused
+
+
 # -- HTTP -----------------------------------------------------------------------------------------
 
 def test_server_answers_search_r1_requests(bm25_server, bm25):

@@ -138,3 +138,22 @@ def test_cli_play_reads_moves_from_stdin():
                        input="?\nfly\nq\n", capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "expert:" in r.stdout and "valid False" in r.stdout
+
+
+def test_jsonl_stores_chat_frames_as_png_and_reads_them_back(tmp_path):
+    import numpy as np
+
+    from agents.records import StepRecord, Trajectory
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, size=(21, 16, 3), dtype=np.uint8)
+    messages = [{"role": "user", "content": [{"type": "image", "image": frame}, {"type": "text", "text": "go"}]}]
+    step = StepRecord(group_id=0, traj_id=0, turn=0, messages=messages, prompt_ids=[1], response_ids=[2],
+                      logprobs=[-0.5], response="<action>up</action>", action="up", well_formed=True,
+                      parse_reason="", valid=True, reward=0.0, anchor="a", observation="go")
+    path = write_jsonl([Trajectory(traj_id=0, group_id=0, seed=0, steps=[step])], tmp_path / "t.jsonl")
+    assert "data:image/png;base64," in path.read_text()
+    assert path.stat().st_size < frame.size * 3  # not a JSON list of numbers
+    back = read_jsonl(path)[0].steps[0].messages[0]["content"]
+    assert back[0]["image"].dtype == np.uint8 and np.array_equal(back[0]["image"], frame)
+    assert back[1] == {"type": "text", "text": "go"}

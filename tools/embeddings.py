@@ -35,7 +35,7 @@ def model_dir() -> Path:
 class MiniLMEncoder:
     """`encode(texts)` -> float32 array (len(texts), 384) of unit vectors; cosine = dot product."""
 
-    def __init__(self, path: str | Path | None = None, batch_size: int = 64):
+    def __init__(self, path: str | Path | None = None, batch_size: int = 64, max_tokens: int = MAX_TOKENS):
         import torch  # deferred: BM25-only users never pay for torch and transformers
         from transformers import AutoModel, AutoTokenizer
 
@@ -43,6 +43,10 @@ class MiniLMEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(torch.device("cpu")).eval()
         self.batch_size = batch_size
+        # Shorter cuts embed a big corpus faster (cost is linear in tokens) but change the vectors,
+        # so the cut is part of the model id that names cached indexes.
+        self.max_tokens = int(max_tokens)
+        self.model_id = MODEL_ID if self.max_tokens == MAX_TOKENS else f"all-MiniLM-L6-v2@{self.max_tokens}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -54,7 +58,7 @@ class MiniLMEncoder:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                       max_length=MAX_TOKENS, return_tensors="pt")
+                                       max_length=self.max_tokens, return_tensors="pt")
                 states = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
                 mean = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

@@ -73,9 +73,9 @@ def _check_doc(doc: Any, where: str, seen: set) -> None:
     seen.add(doc["id"])
 
 
-def corpus_key(docs: Sequence[dict], method: str) -> str:
+def corpus_key(docs: Sequence[dict], method: str, model_id: str = MODEL_ID) -> str:
     """Digest of method, embedding model and every (id, contents): the cached index's name."""
-    h = hashlib.sha256(f"{method}\n{MODEL_ID if method == 'dense' else ''}\n".encode())
+    h = hashlib.sha256(f"{method}\n{model_id if method == 'dense' else ''}\n".encode())
     for doc in docs:  # JSON escapes newlines, so one line per document is unambiguous
         h.update(json.dumps([doc["id"], doc["contents"]], ensure_ascii=False).encode() + b"\n")
     return h.hexdigest()[:20]
@@ -105,7 +105,7 @@ class Retriever:
         self.ids = [doc["id"] for doc in corpus]
         self.contents = [doc["contents"] for doc in corpus]
         self.built = False  # True when this instance built its index rather than loading the cache
-        key = corpus_key(corpus, method)
+        key = corpus_key(corpus, method, encoder.model_id if encoder is not None else MODEL_ID)
         if method == "bm25":
             self.cache_path = Path(cache_dir) / f"bm25-{key}" if cache_dir else None
             self._bm25 = self._bm25_index()

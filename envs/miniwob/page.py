@@ -1,0 +1,125 @@
+"""What the env reads from a MiniWoB++ page: scoring globals, the utterance, and visible elements.
+
+One `page.evaluate` call per step returns everything (a round trip to the browser costs more than
+the scan). The scan is ours, not `core.getDOMInfo()`: that one walks every text fragment and is
+slow; agents here need only what can be clicked, typed into or scrolled, with the pixel centre a
+real mouse click would use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The MiniWoB task area at the top-left of every (non-flight) page, in CSS pixels.
+TASK_WIDTH, TASK_HEIGHT = 160, 210
+
+_SCAN_JS = """
+async ([frames, W, H]) => {
+  // let handlers, layout and paint settle before reading
+  for (let i = 0; i < frames; i++) await new Promise(r => requestAnimationFrame(() => r()));
+  const norm = s => (s || '').replace(/\\s+/g, ' ').trim();
+  const outside = '#reward-display, #sync-task-cover, #click-canvas, #query, script, style, br';
+  const controls = new Set(['INPUT', 'TEXTAREA', 'SELECT', 'BUTTON']);
+  const labelled = new Set(['BUTTON', 'A', 'LABEL', 'OPTION', 'SUMMARY', 'H1', 'H2', 'H3', 'H4', 'LI']);
+  const ep = 'e' + WOB_EPISODE_ID;
+  const active = document.activeElement;
+  const elements = [], shapes = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest(outside)) continue;
+    if (el instanceof SVGElement) {
+      if (['rect', 'circle', 'polygon', 'text', 'ellipse', 'line', 'path'].includes(el.tagName))
+        shapes.push({tag: el.tagName, text: norm(el.textContent), fill: el.getAttribute('fill') || ''});
+      if (el.tagName !== 'svg') continue;
+    }
+    const r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1) continue;
+    const x = r.left + r.width / 2, y = r.top + r.height / 2;
+    if (x < 0 || y < 0 || x >= W || y >= H) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility !== 'visible' || st.display === 'none' || st.opacity === '0') continue;
+    const hit = document.elementFromPoint(x, y);
+    if (!hit || !(hit === el || el.contains(hit))) continue;  // covered, or clipped away
+    let text = '';
+    if (el.tagName === 'INPUT') text = ['button', 'submit', 'reset'].includes(el.type) ? el.value : '';
+    else if (labelled.has(el.tagName) && !(el.tagName === 'LI' && el.children.length)) text = norm(el.innerText);
+    else if (![...el.children].some(c => norm(c.textContent))) text = norm(el.innerText);
+    const scrollable = el.scrollHeight > el.clientHeight + 1 &&
+        (el.tagName === 'TEXTAREA' || ['auto', 'scroll'].includes(st.overflowY));
+    const pointer = st.cursor === 'pointer';
+    if (!text && !controls.has(el.tagName) && !scrollable && !pointer && el.tagName !== 'svg') continue;
+    const cls = typeof el.className === 'string' ? el.className : '';
+    const pcls = el.parentElement && typeof el.parentElement.className === 'string' ? el.parentElement.className : '';
+    elements.push({
+      tag: el.tagName.toLowerCase(), type: el.type || '', text: text.slice(0, 200), id: el.id, cls, pcls,
+      x, y, w: r.width, h: r.height, focused: el === active,
+      value: 'value' in el && typeof el.value === 'string' ? el.value : '', checked: !!el.checked,
+      tampered: el.dataset ? el.dataset.tampered === ep : false,
+      scroll: scrollable ? [el.scrollTop, el.scrollHeight - el.clientHeight] : null,
+      datatype: el.getAttribute('data-type') || '',
+    });
+    if (elements.length >= 80) break;
+  }
+  const editable = !!active && active !== document.body && (active.isContentEditable ||
+      active.tagName === 'TEXTAREA' || (active.tagName === 'INPUT' &&
+      !['button', 'submit', 'reset', 'checkbox', 'radio', 'range', 'color', 'file', 'image'].includes(active.type)));
+  return {done: !!WOB_DONE_GLOBAL, reward: +WOB_REWARD_GLOBAL, raw: +WOB_RAW_REWARD_GLOBAL,
+          reason: WOB_REWARD_REASON === null ? '' : String(WOB_REWARD_REASON),
+          utterance: core.getUtterance(), elements, shapes, editable};
+}
+"""
+
+
+@dataclass(frozen=True)
+class Element:
+    """A visible element a mouse can reach; (x, y) is its centre in page (CSS) pixels."""
+
+    tag: str
+    text: str
+    x: float
+    y: float
+    w: float
+    h: float
+    type: str = ""
+    id: str = ""
+    cls: str = ""
+    pcls: str = ""
+    focused: bool = False
+    value: str = ""
+    checked: bool = False
+    tampered: bool = False  # clicked during this episode (MiniWoB marks it)
+    scroll: tuple[float, float] | None = None  # (scrollTop, max scrollTop) of a scrollable element
+    datatype: str = ""
+
+
+@dataclass(frozen=True)
+class PageState:
+    """One read of the page: the task's scoring globals, its utterance and visible elements."""
+
+    done: bool
+    reward: float  # WOB_REWARD_GLOBAL (time-scaled by the task when it asks for it)
+    raw_reward: float  # WOB_RAW_REWARD_GLOBAL (the task's score without the time factor)
+    reason: str
+    utterance: str
+    elements: tuple[Element, ...] = ()
+    shapes: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    editable_focused: bool = False
+
+    def find_text(self, text: str) -> Element | None:
+        """The first element whose text is `text` (whitespace-normalised; then ignoring case)."""
+        want = " ".join(text.split())
+        for same in (lambda t: t == want, lambda t: t.lower() == want.lower()):
+            for el in self.elements:
+                if el.text and same(el.text):
+                    return el
+        return None
+
+
+def read_state(page: Any, settle_frames: int = 2) -> PageState:
+    """Scan the page (after `settle_frames` animation frames) into a `PageState`."""
+    raw = page.evaluate(_SCAN_JS, [settle_frames, TASK_WIDTH, TASK_HEIGHT])
+    elements = tuple(Element(**{**e, "scroll": tuple(e["scroll"]) if e["scroll"] else None})
+                     for e in raw["elements"])
+    return PageState(done=raw["done"], reward=float(raw["reward"]), raw_reward=float(raw["raw"]),
+                     reason=raw["reason"], utterance=raw["utterance"], elements=elements,
+                     shapes=tuple(raw["shapes"]), editable_focused=raw["editable"])

@@ -1,0 +1,276 @@
+"""The MiniWoB++ tasks groupwise registers, and a scripted solver for each.
+
+A solver reads only the page (the utterance and the visible elements, as an agent could) and
+returns the next action; being stateless, it recovers from any state a noisy expert leaves behind.
+Tasks were picked to span single clicks, typing, forms, multi-step navigation and scrolling, among
+those whose outcome depends only on the seed (no real-time animation or drag and drop).
+
+This module imports no browser code, so the registry can list the tasks cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from envs.miniwob.actions import quote
+from envs.miniwob.page import Element, PageState
+
+Solver = Callable[[PageState, float], str]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # click | type | form | multi-step | scroll
+    solver: Solver
+    max_steps: int = 10
+
+
+class NoMove(RuntimeError):
+    """The solver finds nothing sensible to do on this page (it should not happen; says why)."""
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _quoted(utterance: str) -> list[str]:
+    return re.findall(r'"([^"]*)"', utterance)
+
+
+def click(el: Element, state: PageState, scale: float) -> str:
+    """click("text") when the text names this element unambiguously, else click at its centre."""
+    if el.text and state.find_text(el.text) is el and len(el.text) <= 40:
+        return f"click({quote(el.text)})"
+    return f"click({round(el.x * scale)}, {round(el.y * scale)})"
+
+
+def _one(state: PageState, what: str, pred: Callable[[Element], bool]) -> Element:
+    for el in state.elements:
+        if pred(el):
+            return el
+    raise NoMove(f"no visible {what} on the page for task {state.utterance!r}")
+
+
+def _button(state: PageState, text: str) -> Element:
+    return _one(state, f"button {text!r}", lambda e: e.tag in ("button", "input") and e.text.lower() == text.lower())
+
+
+def _fill(state: PageState, scale: float, fields: list[tuple[Element, str]], submit: str) -> str:
+    """Fill text fields in order (click, type, delete a wrong tail), then click `submit`."""
+    for el, want in fields:
+        if el.value == want:
+            continue
+        if not el.focused:
+            return click(el, state, scale)
+        if want.startswith(el.value):
+            return f"type({quote(want[len(el.value):])})"
+        return 'press("Backspace")'
+    return click(_button(state, submit), state, scale)
+
+
+def _inputs(state: PageState) -> list[Element]:
+    return [e for e in state.elements if e.tag == "input" and e.type in ("text", "password", "")]
+
+
+# --------------------------------------------------------------------------------------------
+# solvers
+
+
+def solve_click_button(s: PageState, k: float) -> str:
+    return click(_button(s, _quoted(s.utterance)[0]), s, k)
+
+
+def solve_click_link(s: PageState, k: float) -> str:
+    target = _quoted(s.utterance)[-1]
+    return click(_one(s, f"link {target!r}", lambda e: "alink" in e.cls and e.text == target), s, k)
+
+
+def _close_button(s: PageState) -> Element:
+    return _one(s, "dialog close button", lambda e: "ui-dialog-titlebar-close" in e.cls)
+
+
+def solve_click_dialog(s: PageState, k: float) -> str:
+    return click(_close_button(s), s, k)
+
+
+def solve_click_dialog_2(s: PageState, k: float) -> str:
+    target = _quoted(s.utterance)[0]
+    return click(_close_button(s) if target == "x" else _button(s, target), s, k)
+
+
+def solve_click_tab(s: PageState, k: float) -> str:
+    tab = re.search(r"Tab #\d", s.utterance).group(0)
+    return click(_one(s, tab, lambda e: e.tag == "a" and e.text == tab), s, k)
+
+
+def solve_click_test(s: PageState, k: float) -> str:
+    return click(_button(s, "Click Me!"), s, k)
+
+
+def solve_click_test_2(s: PageState, k: float) -> str:
+    return click(_button(s, "ONE"), s, k)
+
+
+def solve_click_button_sequence(s: PageState, k: float) -> str:
+    one = _button(s, "ONE")
+    return click(one if not one.tampered else _button(s, "TWO"), s, k)
+
+
+def solve_click_widget(s: PageState, k: float) -> str:
+    kind = _quoted(s.utterance)[0]
+    return click(_one(s, f"{kind} widget", lambda e: e.datatype == kind), s, k)
+
+
+def solve_focus_text(s: PageState, k: float) -> str:
+    return click(_inputs(s)[0], s, k)
+
+
+def solve_focus_text_2(s: PageState, k: float) -> str:
+    nth = {"1st": 0, "2nd": 1, "3rd": 2}[re.search(r"(1st|2nd|3rd)", s.utterance).group(1)]
+    return click(sorted(_inputs(s), key=lambda e: e.id)[nth], s, k)
+
+
+def solve_identify_shape(s: PageState, k: float) -> str:
+    shape = next((sh for sh in s.shapes if sh["tag"] in ("text", "circle", "rect", "polygon")), None)
+    if shape is None:
+        raise NoMove("identify-shape: no shape drawn")
+    if shape["tag"] == "text":
+        answer = "Number" if shape["text"].isdigit() else "Letter"
+    else:
+        answer = {"circle": "Circle", "rect": "Rectangle", "polygon": "Triangle"}[shape["tag"]]
+    return click(_button(s, answer), s, k)
+
+
+def solve_enter_text(s: PageState, k: float) -> str:
+    return _fill(s, k, [(_inputs(s)[0], _quoted(s.utterance)[0])], "Submit")
+
+
+def solve_enter_text_2(s: PageState, k: float) -> str:
+    word = _quoted(s.utterance)[0]
+    want = word.upper() if "upper case" in s.utterance else word.lower()
+    return _fill(s, k, [(_inputs(s)[0], want)], "Submit")
+
+
+def solve_enter_password(s: PageState, k: float) -> str:
+    password = _quoted(s.utterance)[0]
+    return _fill(s, k, [(el, password) for el in _inputs(s)], "Submit")
+
+
+def solve_login_user(s: PageState, k: float) -> str:
+    user, password = _quoted(s.utterance)[:2]
+    fields = {e.id: e for e in _inputs(s)}
+    return _fill(s, k, [(fields["username"], user), (fields["password"], password)], "Login")
+
+
+def _wanted_names(utterance: str) -> set[str]:
+    m = re.match(r"Select (.*) and click Submit", utterance)
+    names = m.group(1) if m else ""
+    return set() if names == "nothing" else {n.strip() for n in names.split(",") if n.strip()}
+
+
+def _choices(s: PageState, kind: str) -> list[tuple[Element, Element]]:
+    """(label, its input) pairs of checkboxes or radio buttons, in page order."""
+    labels = [e for e in s.elements if e.tag == "label" and e.text]
+    boxes = [e for e in s.elements if e.tag == "input" and e.type == kind]
+    return list(zip(labels, boxes))
+
+
+def solve_click_checkboxes(s: PageState, k: float) -> str:
+    wanted = _wanted_names(s.utterance)
+    for label, box in _choices(s, "checkbox"):
+        if box.checked != (label.text in wanted):
+            return click(label, s, k)
+    return click(_button(s, "Submit"), s, k)
+
+
+def solve_click_option(s: PageState, k: float) -> str:
+    wanted = _wanted_names(s.utterance)
+    for label, box in _choices(s, "radio"):
+        if label.text in wanted and not box.checked:
+            return click(label, s, k)
+    return click(_button(s, "Submit"), s, k)
+
+
+def solve_click_tab_2(s: PageState, k: float) -> str:
+    target = _quoted(s.utterance)[-1]
+    link = next((e for e in s.elements if "alink" in e.cls and e.text == target), None)
+    if link is not None:
+        return click(link, s, k)
+    tabs = [e for e in s.elements if e.tag == "a" and e.text.startswith("Tab #")]
+    unseen = [t for t in tabs if "ui-tabs-active" not in t.pcls and not t.tampered]
+    if not unseen:
+        raise NoMove(f"click-tab-2: link {target!r} is in no tab")
+    return click(unseen[0], s, k)
+
+
+def solve_click_collapsible(s: PageState, k: float) -> str:
+    header = _one(s, "section header", lambda e: e.tag == "h3")
+    if "ui-state-active" not in header.cls:
+        return click(header, s, k)
+    return click(_button(s, "Submit"), s, k)
+
+
+def solve_navigate_tree(s: PageState, k: float) -> str:
+    target = _quoted(s.utterance)[-1]
+    found = next((e for e in s.elements if e.tag == "span" and e.text == target), None)
+    if found is not None:
+        return click(found, s, k)
+    closed = [e for e in s.elements if e.tag == "span" and "folder" in e.cls and "expandable" in e.pcls]
+    if not closed:
+        raise NoMove(f"navigate-tree: {target!r} is in no folder left to open")
+    return click(closed[0], s, k)
+
+
+def solve_scroll_text_2(s: PageState, k: float) -> str:
+    area = _one(s, "scrollable text area", lambda e: e.scroll is not None)
+    top, bottom = area.scroll
+    at = f"{round(area.x * k)}, {round(area.y * k)}"
+    if "bottom" in s.utterance and top < bottom - 5:
+        return f'scroll({at}, "down")'
+    if "top" in s.utterance and top > 5:
+        return f'scroll({at}, "up")'
+    return click(_button(s, "Submit"), s, k)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("click-button", "click", solve_click_button),
+    Task("click-link", "click", solve_click_link),
+    Task("click-dialog", "click", solve_click_dialog),
+    Task("click-dialog-2", "click", solve_click_dialog_2),
+    Task("click-tab", "click", solve_click_tab),
+    Task("click-test", "click", solve_click_test),
+    Task("click-test-2", "click", solve_click_test_2),
+    Task("click-widget", "click", solve_click_widget),
+    Task("focus-text", "click", solve_focus_text),
+    Task("focus-text-2", "click", solve_focus_text_2),
+    Task("identify-shape", "click", solve_identify_shape),
+    Task("enter-text", "type", solve_enter_text),
+    Task("enter-text-2", "type", solve_enter_text_2),
+    Task("enter-text-dynamic", "type", solve_enter_text),
+    Task("enter-password", "form", solve_enter_password),
+    Task("login-user", "form", solve_login_user),
+    Task("click-checkboxes", "form", solve_click_checkboxes, max_steps=12),
+    Task("click-option", "form", solve_click_option),
+    Task("click-button-sequence", "multi-step", solve_click_button_sequence),
+    Task("click-tab-2", "multi-step", solve_click_tab_2),
+    Task("click-collapsible-nodelay", "multi-step", solve_click_collapsible),
+    Task("navigate-tree", "multi-step", solve_navigate_tree, max_steps=15),
+    Task("scroll-text-2", "scroll", solve_scroll_text_2, max_steps=15),
+]}
+
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The task called `name`; an unknown name gets an error listing valid ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, TASK_NAMES, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown MiniWoB task {name!r}.{hint} Registered tasks: {', '.join(TASK_NAMES)}") from None

@@ -1,0 +1,189 @@
+"""The VLM policy (`hf` backend, tiny Qwen2-VL): chats with images, batched generation, log-probs,
+RL updates reaching the vision tower, frame history, and `groupwise rollout` / `train` end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agents.hf import HFPolicy, sequence_logprobs
+from agents.policy import Request, SamplingParams
+from agents.prompts import PromptBuilder
+from agents.vlm import (VLProcessor, chat_images, encode_chat, ensure_tiny_vlm, freeze_vision_tower, is_vlm_folder,
+                        load_vlm, vision_parameters)
+from algos.batching import Row, attach_pixel_inputs, pixel_kwargs
+
+
+def _obs(seed, **kw):
+    env = envs.make("sokoban", obs_mode="image", **kw)
+    obs, _ = env.reset(seed=seed)
+    return obs
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory):
+    texts = [_obs(s)["text"] for s in range(8)] + ["<think>go</think><action>up</action>"] * 8
+    return ensure_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm") / "model", texts, num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def policy(vlm_dir):
+    return HFPolicy(vlm_dir)
+
+
+def _requests():
+    """Image chats of different lengths (rooms of two sizes, different text) and a text-only chat."""
+    prompt = PromptBuilder.for_env("sokoban", compact=True, history_length=0)
+    out = []
+    for seed, kw in [(0, {}), (1, {"dim_room": (7, 7)}), (2, {})]:
+        o = _obs(seed, **kw)
+        out.append(Request(messages=prompt.messages(o["text"] + " x" * seed, frames=[o["images"]])))
+    out.append(Request(messages=[{"role": "user", "content": "no image here"}]))
+    return out
+
+
+def test_tiny_vlm_reopens_with_the_real_architecture(vlm_dir, policy):
+    assert is_vlm_folder(vlm_dir)
+    model, processor = load_vlm(vlm_dir)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration" and vision_parameters(model)
+    assert isinstance(processor, VLProcessor) and VLProcessor.get_attributes() == ["image_processor", "tokenizer"]
+    assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+    ids, mm = encode_chat(processor, _requests()[0].messages)
+    n_pads = ids.count(model.config.image_token_id)
+    assert n_pads == int(mm["image_grid_thw"].prod()) // 4 > 0  # pads expanded to the merged patch count
+    assert policy.is_vlm and policy.encode_prompts(_requests()[:1])[0] == ids
+
+
+def test_request_images_outside_the_chat_are_placed_in_it(policy):
+    o = _obs(0)
+    in_chat = Request(messages=PromptBuilder(template="{observation}").messages(o["text"], frames=[o["images"]]))
+    beside = Request(messages=[{"role": "user", "content": o["text"]}], images=list(o["images"]))
+    (a, b), (ma, mb) = policy.encode_requests([in_chat, beside])
+    assert a == b and torch.equal(ma["pixel_values"], mb["pixel_values"])
+
+
+def test_batched_generation_with_images_equals_one_by_one(policy):
+    reqs = _requests()
+    sp = SamplingParams(greedy=True, max_new_tokens=10)
+    batched = policy.generate(reqs, sp)
+    assert len({len(g.prompt_ids) for g in batched}) == len(reqs)  # really different lengths (left padding)
+    for req, g in zip(reqs, batched):
+        one = policy.generate([req], sp)[0]
+        assert one.prompt_ids == g.prompt_ids and one.response_ids == g.response_ids
+        assert np.allclose(one.logprobs, g.logprobs, atol=1e-4)
+
+
+def test_generation_logprobs_match_recomputation(policy):
+    reqs = _requests()
+    gens = policy.generate(reqs, SamplingParams(temperature=1.0, max_new_tokens=12, seed=5))
+    rows = [Row(g.prompt_ids, g.response_ids, meta={"chat": r.messages}) for r, g in zip(reqs, gens)]
+    assert attach_pixel_inputs(rows, policy) == 3  # the text-only chat has no pixels
+    with torch.no_grad():
+        logp, mask, _ = sequence_logprobs(policy.model, [r.prompt_ids for r in rows], [r.response_ids for r in rows],
+                                          policy.pad_token_id, **pixel_kwargs(rows))
+    for k, g in enumerate(gens):
+        assert torch.allclose(logp[k, : len(g.logprobs)], torch.tensor(g.logprobs), atol=1e-4)
+        assert int(mask[k].sum()) == len(g.response_ids)
+
+
+def _rl_step(vlm_dir, frozen: bool):
+    from algos.rl import RLTrainer
+    from algos.train_config import TrainConfig
+
+    policy = HFPolicy(vlm_dir)
+    if frozen:
+        freeze_vision_tower(policy.model)
+    cfg = TrainConfig()
+    cfg.rl.lr = 1e-2
+    trainer = RLTrainer(cfg, policy, pool=None, prompt=None)
+    reqs = _requests()[:3]
+    gens = policy.generate(reqs, SamplingParams(max_new_tokens=6, seed=1))
+    rows = [Row(g.prompt_ids, g.response_ids, advantage=a, meta={"chat": r.messages, "turn": 0})
+            for r, g, a in zip(reqs, gens, (1.0, -1.0, 0.5))]
+    attach_pixel_inputs(rows, policy)
+    trainer.attach_logprobs(rows)
+    vision = {n: p.detach().clone() for n, p in vision_parameters(policy.model)}
+    head = policy.model.lm_head.weight.detach().clone()
+    stats = trainer.update(rows, 0)
+    moved = [n for n, p in vision_parameters(policy.model) if not torch.equal(p.detach(), vision[n])]
+    return moved, len(vision), not torch.equal(policy.model.lm_head.weight.detach(), head), stats
+
+
+def test_rl_update_reaches_the_vision_tower_unless_frozen(vlm_dir):
+    moved, total, text_moved, stats = _rl_step(vlm_dir, frozen=False)
+    assert text_moved and np.isfinite(stats["loss"])
+    assert len(moved) == total  # every vision tensor (patch embedding, blocks, merger) got an update
+    moved, _, text_moved, _ = _rl_step(vlm_dir, frozen=True)
+    assert text_moved and moved == []
+
+
+def test_prompt_carries_the_configured_number_of_frames():
+    from agents.rollout import collect
+    from agents.simple import RandomPolicy
+    from envs.pool import EnvPool
+
+    frames = [(np.full((4, 4, 3), i, np.uint8),) for i in range(4)]  # steps 0..3, step 3 current
+    assert len(chat_images(PromptBuilder().messages("x", step=3, frames=frames))) == 1
+    three = PromptBuilder(image_history=3).messages("x", step=3, frames=frames)
+    assert [int(im[0, 0, 0]) for im in chat_images(three)] == [1, 2, 3]  # oldest first, current last
+    assert "Image (step 1):" in str(three) and "Image (step 3):" in str(three)
+    assert isinstance(PromptBuilder(image_history=0).messages("x", frames=frames)[0]["content"], str)
+
+    prompt = PromptBuilder.for_env("sokoban", image_history=2)
+    with EnvPool("sokoban", num_envs=2, num_workers=0, env_kwargs={"obs_mode": "image", "max_steps": 4}) as pool:
+        ro = collect(pool, RandomPolicy(prompt.action_format, seed=0), [0, 1], 1, prompt=prompt)
+    for s in ro.steps:
+        assert len(chat_images(s.messages)) == min(s.turn + 1, 2)
+
+
+def test_groupwise_rollout_with_a_vlm_folder(vlm_dir, tmp_path, capsys):
+    from agents.cli import main
+    from agents.records import read_jsonl
+
+    out = tmp_path / "ro.jsonl"
+    assert main(["rollout", "--env", "sokoban", "--policy", str(vlm_dir), "--episodes", "2", "--workers", "0",
+                 "--env-kw", "obs_mode=image", "--env-kw", "max_steps=3", "--max-new-tokens", "6",
+                 "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.split("wrote")[0])["episodes"] == 2
+    steps = [s for t in read_jsonl(out) for s in t.steps]
+    assert steps and all(len(chat_images(s.messages)) == 1 and s.response_ids for s in steps)
+
+
+def test_groupwise_train_builds_a_tiny_vlm_and_takes_an_rl_step(tmp_path):
+    from algos.train import main
+
+    out = tmp_path / "run"
+    code = main([f"out_dir={out}", "env.id=sokoban", "env.kwargs={obs_mode: image, max_steps: 4}", "rl.iterations=1",
+                 "rl.tasks_per_iter=2", "rl.group_size=2", "rl.max_new_tokens=6", "sft.episodes=4", "sft.epochs=1",
+                 "eval.episodes=2", "env.workers=0", "tensorboard=false", "progress=false"])
+    assert code == 0
+    assert is_vlm_folder(out / "base-model")
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rl = [m for m in metrics if "train/rows" in m]
+    assert rl and rl[0]["train/rows"] > 0 and np.isfinite(rl[0]["train/loss"])
+    final = HFPolicy(out / "final-model")  # the trained VLM reopens, processor included
+    assert final.is_vlm
+
+
+@pytest.mark.parametrize("env_id,kwargs", [("ezpoints", "{}"), ("vision-qa", "{image_size: 128}")])
+def test_tiny_vlm_trains_then_plays_the_image_envs(env_id, kwargs, tmp_path, capsys):
+    from agents.cli import main as cli
+    from agents.records import read_jsonl
+    from algos.train import main as train
+
+    out = tmp_path / "run"
+    assert train([f"out_dir={out}", f"env.id={env_id}", f"env.kwargs={kwargs}", "rl.iterations=1",
+                  "rl.tasks_per_iter=2", "rl.group_size=2", "rl.max_new_tokens=6", "sft.episodes=4", "sft.epochs=1",
+                  "eval.episodes=2", "env.workers=0", "tensorboard=false", "progress=false"]) == 0
+    assert is_vlm_folder(out / "base-model")
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in m and np.isfinite(m["train/loss"]) for m in metrics)
+    capsys.readouterr()
+    traj = tmp_path / "ro.jsonl"
+    assert cli(["rollout", "--env", env_id, "--policy", str(out / "final-model"), "--episodes", "2",
+                "--workers", "0", "--max-new-tokens", "6", "--out", str(traj)] +
+               (["--env-kw", "image_size=128"] if env_id == "vision-qa" else [])) == 0
+    steps = [s for t in read_jsonl(traj) for s in t.steps]
+    assert steps and all(len(chat_images(s.messages)) == 1 for s in steps)
