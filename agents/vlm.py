@@ -17,8 +17,11 @@ inputs of the forward pass (``pixel_values``, ``image_grid_thw``). The same imag
 same pixel inputs, so the trainer recomputes them from the recorded chat.
 
 `build_tiny_vlm` / `ensure_tiny_vlm` build a randomly initialised `Qwen2VLForConditionalGeneration`
-with tiny dimensions (the real architecture: vision tower, patch merger, M-RoPE) and a tokenizer
-trained locally as in `agents.tiny`, plus the vision special tokens.
+or (``arch="qwen2_5_vl"``) `Qwen2_5_VLForConditionalGeneration` with tiny dimensions (the real
+architecture: vision tower, patch merger, M-RoPE; for Qwen2.5-VL also window attention in the vision
+blocks, RMSNorm and gated MLPs) and a tokenizer trained locally as in `agents.tiny`, plus the vision
+special tokens. Both families share the image processor, the placeholder tokens, `get_rope_index`
+and the ``visual`` module name, so everything else here serves them alike.
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ def load_processor(folder: Any) -> Any:
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(folder)
     except (OSError, ValueError) as exc:
         raise FileNotFoundError(
-            f"{folder!r} holds a Qwen2-VL model but no image processor config (preprocessor_config.json or "
+            f"{folder!r} holds a Qwen2-VL-family model but no image processor config (preprocessor_config.json or "
             f"processor_config.json); save the processor next to the model") from exc
     chat_template = getattr(tokenizer, "chat_template", None)
     if chat_template is None:
@@ -161,15 +164,24 @@ def load_vlm(folder: Any, dtype: Any = None, device: str = "cpu") -> tuple[torch
     dtype = torch.float32 if dtype is None else dtype
 
     config = AutoConfig.from_pretrained(str(folder))
-    if config.model_type == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLForConditionalGeneration as cls
-    elif config.model_type == "qwen2_vl":
-        from transformers import Qwen2VLForConditionalGeneration as cls
-    else:
+    if config.model_type not in VL_MODEL_TYPES:
         raise ValueError(f"{str(folder)!r} is a {config.model_type!r} model, not one of {VL_MODEL_TYPES}")
-    model = cls.from_pretrained(str(folder), dtype=dtype)
+    model = _vl_classes(config.model_type)[1].from_pretrained(str(folder), dtype=dtype)
     model.to(device).eval()
     return model, load_processor(folder)
+
+
+def _vl_classes(model_type: str) -> tuple[type, type]:
+    """(config class, ForConditionalGeneration class) of a `VL_MODEL_TYPES` model type."""
+    if model_type == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        return Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    if model_type == "qwen2_vl":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+        return Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    raise ValueError(f"unknown VLM model type {model_type!r}; expected one of {VL_MODEL_TYPES}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +265,7 @@ def concat_pixel_inputs(items: Sequence[dict[str, torch.Tensor] | None]) -> dict
 
 
 def _vl_core(model):
-    """The `Qwen2VLModel` inside a ForConditionalGeneration (through peft wrappers)."""
+    """(ForConditionalGeneration, its inner `Qwen2VLModel` / `Qwen2_5_VLModel`), through peft wrappers."""
     base = model
     get = getattr(base, "get_base_model", None)
     if callable(get):
@@ -308,33 +320,30 @@ _VLM_FORMAT = 1
 _DEFAULTS = dict(
     vocab_size=1024, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=384,
     max_position_embeddings=4096, vision_depth=2, vision_embed_dim=64, vision_heads=4, vision_mlp_ratio=2,
-    patch_size=14, max_pixels=28 * 28 * 64, seed=0,
+    patch_size=14, max_pixels=28 * 28 * 64, seed=0, arch="qwen2_vl",
 )
 
 
 def build_tiny_vlm(out_dir: Any, texts: Iterable[str], **params: Any) -> Path:
-    """Train a tokenizer on `texts`, build a random tiny `Qwen2VLForConditionalGeneration`, save both.
+    """Train a tokenizer on `texts`, build a random tiny Qwen2-VL-family model, save both.
 
     The folder holds the model, the tokenizer (Qwen2 pre-tokenizer, ChatML with image placeholders,
     the vision special tokens), the PIL image processor config and a marker file; `load_vlm` and
-    `HFPolicy(folder)` reopen it. Options (defaults in `_DEFAULTS`): text dims as `agents.tiny`, the
-    vision tower's depth / width / heads / MLP ratio, the patch size (merge 2x2, temporal patch 2 as
-    in Qwen2-VL) and the image pixel budget `max_pixels`.
+    `HFPolicy(folder)` reopen it. Options (defaults in `_DEFAULTS`): `arch` (``"qwen2_vl"`` or
+    ``"qwen2_5_vl"``), text dims as `agents.tiny`, the vision tower's depth / width / heads / MLP ratio,
+    the patch size (merge 2x2, temporal patch 2 as in both families) and the image pixel budget
+    `max_pixels`. A Qwen2.5-VL tower attends within windows of 2x2 merged patches (56 px at patch 14;
+    the released models use 4x4, too big to split the tiny images here) in every block but the
+    last, which attends over the whole image.
     """
-    unknown = set(params) - set(_DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown tiny-VLM options: {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
-    p = {**_DEFAULTS, **params}
+    p = _options(params)
     texts, digest = tiny._texts_and_hash(texts, {"vlm_format": _VLM_FORMAT, **p})
     return _build(Path(out_dir), texts, p, digest)
 
 
 def ensure_tiny_vlm(out_dir: Any, texts: Iterable[str], **params: Any) -> Path:
     """`out_dir`, building the tiny VLM there unless an identical build (same corpus and options) exists."""
-    unknown = set(params) - set(_DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown tiny-VLM options: {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
-    p = {**_DEFAULTS, **params}
+    p = _options(params)
     texts, digest = tiny._texts_and_hash(texts, {"vlm_format": _VLM_FORMAT, **p})
     out = Path(out_dir)
     if tiny._marker_hash(out) == digest and tiny.is_model_dir(out):
@@ -342,10 +351,35 @@ def ensure_tiny_vlm(out_dir: Any, texts: Iterable[str], **params: Any) -> Path:
     return _build(out, texts, p, digest)
 
 
+def _options(params: dict[str, Any]) -> dict[str, Any]:
+    """The build options: `_DEFAULTS` overridden by `params`, checked."""
+    unknown = set(params) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown tiny-VLM options: {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
+    p = {**_DEFAULTS, **params}
+    if p["arch"] not in VL_MODEL_TYPES:
+        raise ValueError(f"arch must be one of {VL_MODEL_TYPES}; got {p['arch']!r}")
+    return p
+
+
+def _vision_config(p: dict[str, Any]) -> dict[str, Any]:
+    """The vision tower's config fields for `p["arch"]` (the two families name their widths differently)."""
+    common = dict(depth=p["vision_depth"], num_heads=p["vision_heads"], patch_size=p["patch_size"],
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    if p["arch"] == "qwen2_vl":
+        return dict(common, embed_dim=p["vision_embed_dim"], hidden_size=p["hidden_size"],
+                    mlp_ratio=p["vision_mlp_ratio"])
+    # Qwen2.5-VL: `hidden_size` is the tower's own width and `out_hidden_size` the merger's output
+    # (the text width); window attention everywhere except the full-attention blocks.
+    return dict(common, hidden_size=p["vision_embed_dim"], out_hidden_size=p["hidden_size"],
+                intermediate_size=p["vision_embed_dim"] * p["vision_mlp_ratio"],
+                window_size=p["patch_size"] * 2 * 2, fullatt_block_indexes=[p["vision_depth"] - 1])
+
+
 def _build(out_dir: Path, texts: list[str], p: dict, digest: str) -> Path:
     import torch
     from tokenizers import AddedToken
-    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import GenerationConfig
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     if out_dir.exists() and not (out_dir / tiny.MARKER_FILE).is_file() and (
@@ -368,12 +402,14 @@ def _build(out_dir: Path, texts: list[str], p: dict, digest: str) -> Path:
     ids = {t: tok.token_to_id(t) for t in (*tiny.SPECIAL_TOKENS, *VISION_TOKENS)}
     eos_id, pad_id = ids[tiny.IM_END], ids[tiny.ENDOFTEXT]
 
-    # M-RoPE splits the head's rotary frequencies into temporal / height / width sections (1:1.5:1.5 in Qwen2-VL).
+    # M-RoPE splits the head's rotary frequencies into temporal / height / width sections (1:1.5:1.5 in
+    # both families).
     half = head_dim // 2
     t_sec = half // 4
     hw = half - t_sec
     mrope = [t_sec, hw // 2, hw - hw // 2]
-    config = Qwen2VLConfig(
+    config_cls, model_cls = _vl_classes(p["arch"])
+    config = config_cls(
         text_config=dict(
             vocab_size=tok.get_vocab_size(with_added_tokens=True), hidden_size=p["hidden_size"],
             intermediate_size=p["intermediate_size"], num_hidden_layers=p["num_layers"],
@@ -382,18 +418,14 @@ def _build(out_dir: Path, texts: list[str], p: dict, digest: str) -> Path:
             rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope},
             bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id, tie_word_embeddings=True,
         ),
-        vision_config=dict(
-            depth=p["vision_depth"], embed_dim=p["vision_embed_dim"], hidden_size=p["hidden_size"],
-            num_heads=p["vision_heads"], mlp_ratio=p["vision_mlp_ratio"], patch_size=p["patch_size"],
-            spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
-        ),
+        vision_config=_vision_config(p),
         image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
         vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
         tie_word_embeddings=True, bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(p["seed"])
-        model = Qwen2VLForConditionalGeneration(config).to(torch.float32).eval()
+        model = model_cls(config).to(torch.float32).eval()
     model.generation_config = GenerationConfig(bos_token_id=pad_id, eos_token_id=[eos_id, pad_id],
                                                pad_token_id=pad_id, do_sample=True, temperature=1.0, top_p=1.0)
     factor = p["patch_size"] * 2

@@ -175,7 +175,12 @@ class RLTrainer:
     # -- critic ----------------------------------------------------------------------------------
     def attach_values(self, trajectories: list[Trajectory]) -> None:
         steps = [s for t in trajectories for s in t.steps]
-        values = self.critic.values([s.prompt_ids for s in steps], self.cfg.rl.micro_batch_size)
+        pixels = None  # VLM steps: the critic sees the images the policy saw
+        if getattr(self.policy, "is_vlm", False):
+            from agents.vlm import has_images
+
+            pixels = [self.policy.pixel_inputs(s.messages) if has_images(s.messages) else {} for s in steps]
+        values = self.critic.values([s.prompt_ids for s in steps], self.cfg.rl.micro_batch_size, pixel_inputs=pixels)
         for s, v in zip(steps, values):
             s.value = float(v)
 
@@ -189,7 +194,7 @@ class RLTrainer:
             for mb in minibatches(rows, cfg.rl.minibatch_size, rng):
                 self.critic_optimizer.zero_grad(set_to_none=True)
                 for micro in micro_batches(mb, cfg.rl.micro_batch_size):
-                    values = self.critic([r.prompt_ids for r in micro])
+                    values = self.critic([r.prompt_ids for r in micro], **pixel_kwargs(micro))
                     old = torch.tensor([r.meta["value"] for r in micro], dtype=values.dtype)
                     returns = torch.tensor([r.meta["return"] for r in micro], dtype=values.dtype)
                     loss, stats = value_loss(values, old, returns, clip=cfg.algo.gae.value_clip or None)

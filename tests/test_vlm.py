@@ -1,5 +1,6 @@
-"""The VLM policy (`hf` backend, tiny Qwen2-VL): chats with images, batched generation, log-probs,
-RL updates reaching the vision tower, frame history, and `groupwise rollout` / `train` end to end."""
+"""The VLM policy (`hf` backend, tiny Qwen2-VL and Qwen2.5-VL): chats with images, batched generation,
+log-probs, RL updates reaching the vision tower, the GAE critic seeing pixels, frame history, and
+`groupwise rollout` / `train` end to end."""
 
 import json
 
@@ -22,10 +23,15 @@ def _obs(seed, **kw):
     return obs
 
 
-@pytest.fixture(scope="module")
-def vlm_dir(tmp_path_factory):
+ARCH_CLASSES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
+
+
+@pytest.fixture(scope="module", params=sorted(ARCH_CLASSES))
+def vlm_dir(request, tmp_path_factory):
+    """A tiny VLM of each family (the tests using it run once per architecture)."""
     texts = [_obs(s)["text"] for s in range(8)] + ["<think>go</think><action>up</action>"] * 8
-    return ensure_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm") / "model", texts, num_layers=2)
+    return ensure_tiny_vlm(tmp_path_factory.mktemp(f"tiny-{request.param}") / "model", texts, num_layers=2,
+                           arch=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +53,18 @@ def _requests():
 def test_tiny_vlm_reopens_with_the_real_architecture(vlm_dir, policy):
     assert is_vlm_folder(vlm_dir)
     model, processor = load_vlm(vlm_dir)
-    assert type(model).__name__ == "Qwen2VLForConditionalGeneration" and vision_parameters(model)
+    assert type(model).__name__ == ARCH_CLASSES[model.config.model_type] and vision_parameters(model)
+    assert type(policy.model) is type(model)
     assert isinstance(processor, VLProcessor) and VLProcessor.get_attributes() == ["image_processor", "tokenizer"]
     assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
     ids, mm = encode_chat(processor, _requests()[0].messages)
     n_pads = ids.count(model.config.image_token_id)
     assert n_pads == int(mm["image_grid_thw"].prod()) // 4 > 0  # pads expanded to the merged patch count
     assert policy.is_vlm and policy.encode_prompts(_requests()[:1])[0] == ids
+    if model.config.model_type == "qwen2_5_vl":  # window attention really splits this image into windows
+        vision = model.config.vision_config
+        window = vision.window_size // vision.patch_size  # patches per window side
+        assert vision.fullatt_block_indexes == [1] and int(mm["image_grid_thw"][0, 1:].max()) > window
 
 
 def test_request_images_outside_the_chat_are_placed_in_it(policy):
@@ -187,3 +198,39 @@ def test_tiny_vlm_trains_then_plays_the_image_envs(env_id, kwargs, tmp_path, cap
                (["--env-kw", "image_size=128"] if env_id == "vision-qa" else [])) == 0
     steps = [s for t in read_jsonl(traj) for s in t.steps]
     assert steps and all(len(chat_images(s.messages)) == 1 for s in steps)
+
+
+def test_gae_critic_sees_the_pixels(policy):
+    from algos.critic import Critic
+
+    o = _obs(0)
+    image = o["images"][0]
+    prompt = PromptBuilder.for_env("sokoban", compact=True, history_length=0)
+    chats = [prompt.messages(o["text"], frames=[[im]]) for im in (image, 255 - image)]
+    (ids, a), (ids_b, b) = (encode_chat(policy.processor, c) for c in chats)
+    assert ids == ids_b  # same size, so the very same prompt ids; only the pixels differ
+    torch.manual_seed(0)
+    critic = Critic(policy.model, policy.pad_token_id)
+    torch.nn.init.normal_(critic.head.weight)
+    v_a, v_b = critic.values([ids, ids], pixel_inputs=[a, b])
+    assert abs(v_a - v_b) > 1e-4
+    # left padding next to a longer image prompt and a text prompt changes nothing
+    reqs = _requests()
+    prompts, pixels = policy.encode_requests(reqs)
+    batched = critic.values(prompts, pixel_inputs=pixels)
+    alone = [critic.values([p], pixel_inputs=[mm])[0] for p, mm in zip(prompts, pixels)]
+    np.testing.assert_allclose(batched, alone, atol=1e-4)
+
+
+def test_groupwise_train_with_gae_on_image_sokoban(tmp_path):
+    from algos.train import main
+
+    out = tmp_path / "run"
+    code = main([f"out_dir={out}", "env.id=sokoban", "env.kwargs={obs_mode: image, max_steps: 4}", "algo.name=gae",
+                 "rl.iterations=1", "rl.tasks_per_iter=2", "rl.group_size=2", "rl.max_new_tokens=6",
+                 "sft.episodes=4", "sft.epochs=1", "eval.episodes=2", "env.workers=0", "tensorboard=false",
+                 "progress=false"])
+    assert code == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rl = [m for m in metrics if "train/rows" in m]
+    assert rl and rl[0]["train/rows"] > 0 and np.isfinite(rl[0]["train/critic_value_loss"])
