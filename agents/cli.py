@@ -1,4 +1,4 @@
-"""The `groupwise` command: envs, play, rollout, tiny-model, train, bench, serve-retriever."""
+"""The `groupwise` command: envs, play, rollout, eval, tiny-model, train, bench, serve-retriever, serve-model."""
 
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     r = sub.add_parser("rollout", help="collect episodes with a policy, print metrics, write JSONL")
     r.add_argument("--env", required=True)
-    r.add_argument("--policy", default="expert",
-                   help="expert | random | path to a Hugging Face model folder (causal LM or Qwen2-VL)")
+    r.add_argument("--policy", default="expert", help=POLICY_HELP)
     r.add_argument("--episodes", type=int, default=16, help="total episodes (a multiple of --group-size)")
     r.add_argument("--group-size", type=int, default=1)
     r.add_argument("--out", type=Path, default=None, help="write trajectories here (JSONL)")
@@ -37,6 +36,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--image-history", type=int, default=1,
                    help="steps whose images the prompt carries, the current one included (image envs)")
     r.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="env option")
+    _pool_arguments(r)
+
+    e = sub.add_parser("eval", help="success of a policy on an env's evaluation tasks (JSON)")
+    e.add_argument("--env", required=True)
+    e.add_argument("--policy", required=True, help=POLICY_HELP)
+    e.add_argument("--episodes", type=int, default=None,
+                   help="evaluation tasks, one episode each (default: the trainer's eval.episodes)")
+    e.add_argument("--seed", type=int, default=None,
+                   help="first evaluation task seed (default: the trainer's eval.seed, apart from training seeds)")
+    e.add_argument("--split", default=None,
+                   help="the env's split option (default: its evaluation split where it has one: "
+                        + ", ".join(f"{k} {v}" for k, v in EVAL_SPLITS.items()) + ")")
+    e.add_argument("--workers", type=int, default=2, help="env worker processes (0 = in process)")
+    e.add_argument("--temperature", type=float, default=None, help="default: the trainer's eval.temperature")
+    e.add_argument("--greedy", action="store_true", help="argmax decoding (temperature is then ignored)")
+    e.add_argument("--max-new-tokens", type=int, default=48)
+    e.add_argument("--history", type=int, default=2, help="past (observation, action) pairs in the prompt")
+    e.add_argument("--image-history", type=int, default=1)
+    e.add_argument("--prompt", choices=("full", "compact"), default="full",
+                   help="compact leaves the env's instructions out (as the trainer does for its tiny model)")
+    e.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="env option")
+    _pool_arguments(e)
 
     t = sub.add_parser("tiny-model", help="build a tiny random-weight model with a tokenizer trained on env text")
     t.add_argument("--env", default="sokoban")
@@ -52,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve-retriever", help="serve BM25 or dense retrieval over a JSONL corpus (POST /retrieve)",
                    add_help=False)
 
+    sub.add_parser("serve-model", help="serve a local model over an OpenAI-compatible API (/v1/chat/completions)",
+                   add_help=False)
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         from algos.train import main as train_main
@@ -65,10 +89,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.retrieval import main as serve_main
 
         return serve_main(rest)
+    if args.command == "serve-model":
+        from agents.openai_server import main as serve_model_main
+
+        return serve_model_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    commands = {"envs": cmd_envs, "play": cmd_play, "rollout": cmd_rollout, "tiny-model": cmd_tiny_model}
-    return commands[args.command](args)
+    commands = {"envs": cmd_envs, "play": cmd_play, "rollout": cmd_rollout, "eval": cmd_eval,
+                "tiny-model": cmd_tiny_model}
+    from agents.openai_backend import OpenAIBackendError
+
+    try:
+        return commands[args.command](args)
+    except OpenAIBackendError as exc:  # a served model failed for good: the message says what to check
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+POLICY_HELP = ("expert | random | a Hugging Face model folder (causal LM or Qwen2-VL, run in process) | "
+               "openai:<base_url>#<model>: a model served over an OpenAI-compatible API, e.g. "
+               "openai:http://127.0.0.1:8000/v1#my-model (vLLM, SGLang, `groupwise serve-model`, a hosted API; "
+               "key from $OPENAI_API_KEY; #<model> may be left out when the server serves one model). "
+               "The openai backend is for evaluation and data collection: most servers return no token ids, "
+               "which training needs")
+
+#: The split option each env with train/eval splits takes for evaluation (`groupwise eval`).
+EVAL_SPLITS = {"math": "eval", "webshop": "eval", "alfworld": "eval_out", "textworld": "test"}
+
+
+def _pool_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", choices=("process", "ray"), default="process",
+                        help="where the envs run: worker processes here, or Ray actors (pip install -e '.[ray]')")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster to join (e.g. auto, or HEAD_IP:6379); default: a local one on 127.0.0.1")
+
+
+def open_pool(args: argparse.Namespace, env_id: str, num_envs: int, env_kwargs: dict) -> Any:
+    """The env pool the --pool / --ray-address / --workers flags ask for."""
+    from envs.ray_pool import make_pool
+
+    extra = {"address": args.ray_address} if args.pool == "ray" else {}
+    return make_pool(args.pool, env_id, num_envs=num_envs, num_workers=args.workers, env_kwargs=env_kwargs, **extra)
 
 
 def parse_kv(items: Sequence[str]) -> dict[str, Any]:
@@ -129,9 +190,16 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def make_policy(spec: str, env_id: str, seed: int = 0) -> Any:
-    """`expert`, `random`, or a local model folder (loaded with the hf backend)."""
+    """`expert`, `random`, `openai:<base_url>#<model>` (a served model), or a local model folder (hf)."""
     from envs.registry import spec as env_spec
 
+    if spec.startswith("openai:"):
+        from agents.openai_backend import OpenAIPolicy
+
+        try:
+            return OpenAIPolicy.from_spec(spec)
+        except (ValueError, RuntimeError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
     fmt = getattr(env_spec(env_id).load(), "action_format", None)
     if spec == "expert":
         from agents.simple import ExpertPolicy
@@ -144,6 +212,66 @@ def make_policy(spec: str, env_id: str, seed: int = 0) -> Any:
     from agents.hf import HFPolicy
 
     return HFPolicy(spec)
+
+
+def eval_env_kwargs(env_id: str, split: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The env options of an evaluation: the trainer's (`EnvConfig.options`), the env's evaluation
+    split (`split`, else `EVAL_SPLITS[env_id]` where the env has one), then `extra` on top."""
+    from algos.train_config import EnvConfig
+
+    kwargs = EnvConfig(id=env_id).options()
+    split = split or EVAL_SPLITS.get(env_id)
+    if split is not None:
+        kwargs["split"] = split
+    kwargs.update(extra or {})
+    return kwargs
+
+
+class _NoLocalModel:
+    def eval(self) -> "_NoLocalModel":
+        return self
+
+
+class _WithModelStandIn:
+    """`algos.rl.evaluate` puts `policy.model` in eval mode; scripted policies and served models
+    have no local model, so they are evaluated through this view with a stand-in for it."""
+
+    model = _NoLocalModel()
+
+    def __init__(self, policy: Any):
+        self._policy = policy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._policy, name)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run `algos.rl.evaluate` (the trainer's evaluation: one episode per seeded evaluation task)."""
+    from agents.prompts import PromptBuilder
+    from algos.rl import evaluate
+    from algos.train_config import EnvConfig, EvalConfig, TrainConfig
+
+    ev = EvalConfig(greedy=args.greedy)
+    for name in ("episodes", "seed", "temperature"):
+        if getattr(args, name) is not None:
+            setattr(ev, name, getattr(args, name))
+    if ev.episodes < 1:
+        raise SystemExit(f"error: --episodes must be positive, got {ev.episodes}")
+    env_kwargs = eval_env_kwargs(args.env, args.split, parse_kv(args.env_kw))
+    cfg = TrainConfig(env=EnvConfig(id=args.env, kwargs=env_kwargs, workers=args.workers,
+                                    history_length=args.history, image_history=args.image_history), eval=ev)
+    cfg.rl.max_new_tokens = args.max_new_tokens
+    policy = make_policy(args.policy, args.env, ev.seed)
+    if not callable(getattr(getattr(policy, "model", None), "eval", None)):
+        policy = _WithModelStandIn(policy)
+    prompt = PromptBuilder.for_env(args.env, compact=args.prompt == "compact", history_length=args.history,
+                                   image_history=args.image_history)
+    with open_pool(args, args.env, min(ev.episodes, 128), cfg.env.options()) as pool:
+        metrics = evaluate(policy, pool, prompt, cfg)
+    report = {"env": args.env, "policy": args.policy, "episodes": ev.episodes, "first_seed": ev.seed,
+              "env_kwargs": env_kwargs, **{k: round(float(v), 4) for k, v in metrics.items()}}
+    print(json.dumps(report, indent=2, default=str))
+    return 0
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -159,7 +287,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from agents.prompts import PromptBuilder
     from agents.records import write_jsonl
     from agents.rollout import collect, rollout_metrics
-    from envs import EnvPool
 
     if args.group_size < 1 or args.episodes < 1 or args.episodes % args.group_size:
         raise SystemExit(f"error: --episodes ({args.episodes}) must be a positive multiple of "
@@ -176,8 +303,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     tokens, wall = 0.0, 0.0
     from tqdm.auto import tqdm
 
-    with EnvPool(args.env, num_envs=min(n_tasks, tasks_per_batch) * args.group_size,
-                 num_workers=args.workers, env_kwargs=env_kwargs) as pool, \
+    with open_pool(args, args.env, min(n_tasks, tasks_per_batch) * args.group_size, env_kwargs) as pool, \
             tqdm(total=args.episodes, desc=f"rollout {args.env}", unit="ep") as bar:
         for start in range(0, n_tasks, tasks_per_batch):
             batch = seeds[start:start + tasks_per_batch]

@@ -99,6 +99,16 @@ class MetricsLogger:
         return SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=purge)
 
 
+class NullLogger:
+    """What ranks other than 0 of a distributed run log to: nothing (rank 0 writes the one file)."""
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of a metrics file, skipping malformed lines."""
     records = []

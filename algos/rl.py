@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from contextlib import nullcontext as _null
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ from agents.hf import sequence_logprobs
 from agents.policy import SamplingParams
 from agents.prompts import PromptBuilder
 from agents.records import Trajectory
-from agents.rollout import Rollout, collect, success_by_task_type
+from agents.rollout import Rollout, collect, rollout_metrics, success_by_task_type
+from algos import distributed as dist
 from algos.advantages import compute_advantages
 from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
 from algos.gigpo import gigpo_diagnostics
@@ -51,6 +53,36 @@ def estimator_config(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.algo.name == "gdpo" and options.get("weights") is not None:
         options["weights"] = tuple(options["weights"])
     return options
+
+
+def collect_groups(pool: Any, policy: Any, seeds: list[int], group_size: int, sampling: SamplingParams,
+                   prompt: PromptBuilder, first_group_id: int = 0, **kwargs: Any) -> Rollout:
+    """`collect` on one process, or across the ranks of a distributed run: each rank plays a
+    contiguous slice of the task seeds (all `group_size` rollouts of each, so no group is split,
+    with the group ids a single process would give them) and every rank gets all trajectories
+    back in task order. The rollout metrics are recomputed over the whole batch."""
+    ctx = dist.context()
+    if not ctx.active:
+        return collect(pool, policy, seeds, group_size, sampling, prompt, first_group_id=first_group_id, **kwargs)
+    lo, hi = dist.shard_range(len(seeds))
+    # Ranks draw different samples: offset the sampling seed by rank (rank 0 keeps the plain seed).
+    local_sampling = dataclasses.replace(sampling, seed=None if sampling.seed is None else sampling.seed + 7_919 * ctx.rank)
+    part = (collect(pool, policy, seeds[lo:hi], group_size, local_sampling, prompt, first_group_id=first_group_id + lo,
+                    **kwargs) if hi > lo else Rollout([], {}))
+    return merge_rollouts(dist.all_gather_objects(part))
+
+
+def merge_rollouts(parts: list[Rollout]) -> Rollout:
+    """One Rollout from the ranks' parts: trajectories in rank order, metrics over all of them
+    (token counts summed, wall times the slowest rank's)."""
+    trajs = [t for p in parts for t in p.trajectories]
+    ms = [p.metrics for p in parts if p.metrics]
+    slowest = max(ms, key=lambda m: m.get("time_total", 0.0)) if ms else {}
+    timer = {"generation": slowest.get("time_generation", 0.0), "env": slowest.get("time_env", 0.0)}
+    if "time_probe" in slowest:
+        timer["probe"] = slowest["time_probe"]
+    tokens = int(sum(m.get("tokens_generated", 0.0) for m in ms))
+    return Rollout(trajs, rollout_metrics(trajs, tokens, slowest.get("time_total", 0.0), timer))
 
 
 def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
@@ -101,7 +133,11 @@ class RLTrainer:
         self.model: torch.nn.Module = policy.model
         self.pad_id = policy.tokenizer.pad_token_id
         self.ref_model = ref_model
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # The module the optimizer trains: the policy's own model in one process, a DDP wrapper
+        # around it, or an FSDP-sharded copy that `sync_weights` gathers back (algos/distributed.py).
+        # A VLM's vision tower sits idle on text-only rows, which DDP must be told about.
+        self.train_model = dist.wrap_model(self.model, find_unused=bool(getattr(policy, "is_vlm", False)))
+        self.params = [p for p in self.train_model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
         self.critic = self.critic_optimizer = None
         if cfg.algo.name == "gae":
@@ -119,14 +155,16 @@ class RLTrainer:
 
     # -- state beyond the policy's weights (checkpointed) --------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "entropy_history": self.entropy_history}
+        state: dict[str, Any] = {"optimizer": dist.optimizer_state(self.train_model, self.optimizer),
+                                 "entropy_history": self.entropy_history}
         if self.critic is not None:
             state["critic"] = self.critic.state_dict()
             state["critic_optimizer"] = self.critic_optimizer.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        dist.load_replica_into(self.train_model, self.model)  # FSDP: the restored weights into the shards
+        dist.load_optimizer_state(self.train_model, self.optimizer, state["optimizer"])
         self.entropy_history = [{int(k): v for k, v in h.items()} for h in state.get("entropy_history", [])]
         if self.critic is not None:
             if "critic" not in state:
@@ -145,9 +183,9 @@ class RLTrainer:
                                   seed=self.cfg.seed * 7_919 + iteration + round_ * 104_729)
         self.model.eval()
         kwargs = {"probe_ground_truth": True} if self.cfg.algo.name in PROBE_ESTIMATORS else {}
-        return collect(self.pool, self.policy, self.task_seeds(iteration, round_), self.group_size, sampling,
-                       self.prompt, first_group_id=(iteration * rl.max_sampling_rounds + round_) * rl.tasks_per_iter,
-                       **kwargs)
+        first_group = (iteration * rl.max_sampling_rounds + round_) * rl.tasks_per_iter
+        return collect_groups(self.pool, self.policy, self.task_seeds(iteration, round_), self.group_size, sampling,
+                              self.prompt, first_group_id=first_group, **kwargs)
 
     def collect_batch(self, iteration: int) -> tuple[list[Trajectory], dict[str, float]]:
         """The iteration's trajectories and rollout metrics, with DAPO's dynamic sampling if enabled.
@@ -211,7 +249,10 @@ class RLTrainer:
     def _forward(self, model: torch.nn.Module, rows: list[Row], return_entropy: bool = False):
         prompts, responses = [r.prompt_ids for r in rows], [r.response_ids for r in rows]
         pixels = pixel_kwargs(rows)  # VLM rows: their images' pixel inputs, in row order
-        if self.cfg.rl.shared_prefix:
+        # The shared-prefix path runs one or two model calls depending on the rows; FSDP's sharded
+        # forwards are collectives, so every rank must make the same number: one plain call.
+        fsdp_training = model is self.train_model and dist.context().mode == "fsdp" and dist.context().active
+        if self.cfg.rl.shared_prefix and not fsdp_training:
             from algos.prefix_forward import shared_prefix_logprobs
 
             return shared_prefix_logprobs(model, prompts, responses, pad_id=self.pad_id, return_entropy=return_entropy,
@@ -239,7 +280,10 @@ class RLTrainer:
         ent_n: dict[int, float] = {}
         if not (need_old or need_ref or need_entropy):
             return {}
-        for mb in micro_batches(rows, self.cfg.rl.micro_batch_size):
+        # Each rank scores a contiguous slice of the (identical) rows with the plain module, then the
+        # results are exchanged so every rank holds every row's old/reference log-probs.
+        lo, hi = dist.shard_range(len(rows))
+        for mb in micro_batches(rows[lo:hi], self.cfg.rl.micro_batch_size):
             logp = entropy = ref = None
             if need_old or need_entropy:
                 logp, mask, entropy = self._forward(self.model, mb, return_entropy=need_entropy)
@@ -255,6 +299,16 @@ class RLTrainer:
                     t = r.meta["turn"]
                     ent_sum[t] = ent_sum.get(t, 0.0) + float(entropy[k, :n].sum())
                     ent_n[t] = ent_n.get(t, 0.0) + n
+        if dist.context().active:
+            shares = dist.all_gather_objects(([(r.old_logprobs, r.ref_logprobs) for r in rows[lo:hi]], ent_sum, ent_n))
+            gathered = [pair for share, _, _ in shares for pair in share]
+            for r, (old, ref) in zip(rows, gathered):
+                r.old_logprobs, r.ref_logprobs = old, ref
+            ent_sum, ent_n = {}, {}
+            for _, s_part, n_part in shares:
+                for t in s_part:
+                    ent_sum[t] = ent_sum.get(t, 0.0) + s_part[t]
+                    ent_n[t] = ent_n.get(t, 0.0) + n_part[t]
         return {t: ent_sum[t] / max(ent_n[t], 1.0) for t in ent_sum}
 
     def reference_entropy(self, turn: int) -> float:
@@ -267,7 +321,7 @@ class RLTrainer:
 
     def update(self, rows: list[Row], iteration: int) -> dict[str, float]:
         cfg, loss_cfg = self.cfg.rl, self.cfg.loss
-        self.model.train()
+        self.train_model.train()
         rng = random.Random(self.cfg.seed * 1_009 + iteration)
         sums: dict[str, float] = {}
         n_steps = 0
@@ -280,58 +334,88 @@ class RLTrainer:
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_steps += 1
-        self.model.eval()
+        self.train_model.eval()
+        self.sync_weights()
         out = {k: v / max(n_steps, 1) for k, v in sums.items()}
         if loss_cfg.epo.enabled:
             out["epo_phase_weight"] = phase
         return out
+
+    def sync_weights(self) -> None:
+        """Make the weights the rollout generates with equal the trained ones (FSDP only: DDP and one
+        process train the rollout's own module)."""
+        dist.sync_replica(self.train_model, self.model)
+
+    def _local_micro_batches(self, mb: list[Row]) -> list[tuple[list[Row], bool]]:
+        """This rank's micro-batches of the minibatch, as (rows, real); `real` False marks a
+        zero-weight filler that keeps the ranks' collective counts equal."""
+        size = self.cfg.rl.micro_batch_size
+        if not dist.context().active:
+            return [(m, True) for m in micro_batches(mb, size)]
+        share, count = dist.local_slices(mb, size)
+        micros = [(m, True) for m in micro_batches(share, size)] if share else []
+        return micros + [([mb[0]], False)] * (count - len(micros))
 
     def _minibatch_step(self, mb: list[Row], loss_cfg: Any, phase: float = 1.0) -> dict[str, float]:
         # GSPO and SAPO aggregate seq-mean-token-mean whatever loss.agg says (algorithms.md B.8);
         # the entropy and KL terms follow the same aggregation so one micro-batch weight fits all
         agg = policy_loss_agg(loss_cfg.name, loss_cfg.agg)
         token_level = agg == "token-mean"
-        total_tokens = sum(len(r.response_ids) for r in mb)
+        total_tokens = sum(len(r.response_ids) for r in mb)  # of the global minibatch, on every rank
         epo = loss_cfg.epo
+        world = dist.context().world
         self.optimizer.zero_grad(set_to_none=True)
         acc: dict[str, float] = {}
-        for micro in micro_batches(mb, self.cfg.rl.micro_batch_size):
-            logp, mask, entropy = self._forward(self.model, micro, return_entropy=True)
-            old = _pad([r.old_logprobs for r in micro], logp.shape[1])
-            adv = torch.tensor([r.advantage for r in micro], dtype=logp.dtype)
-            clip_low: float | torch.Tensor = loss_cfg.clip_low
-            clip_high: float | torch.Tensor = loss_cfg.clip_high
-            if "clip" in micro[0].meta:  # A2TGPO's per-turn clip range (§5.2), symmetric
-                clip_low = clip_high = torch.tensor([r.meta["clip"] for r in micro], dtype=logp.dtype)
-            loss, stats = policy_loss(loss_cfg.name, logp, old, adv, mask, clip_low=clip_low, clip_high=clip_high,
-                                      clip_ratio_c=loss_cfg.clip_ratio_c, agg=loss_cfg.agg,
-                                      tau_pos=loss_cfg.tau_pos, tau_neg=loss_cfg.tau_neg)
-            ent = agg_loss(entropy, mask, agg)
-            if epo.enabled:
-                ref_ent = torch.tensor([self.reference_entropy(r.meta["turn"]) for r in micro], dtype=logp.dtype)
-                term, epo_stats = epo_regularizer(
-                    entropy, ref_ent, mask, agg, entropy_coef=loss_cfg.entropy_coef,
-                    smooth_coef=epo.smooth_coef, phase_weight=phase, kappa_lo=epo.kappa_lo, kappa_hi=epo.kappa_hi,
-                    penalty=epo.penalty, mode=epo.mode, faithful=epo.faithful)
-                loss = loss + term
-                stats.update(epo_stats)
-            elif loss_cfg.entropy_coef:
-                loss = loss - loss_cfg.entropy_coef * ent
-            if loss_cfg.kl_coef and micro[0].ref_logprobs is not None:
-                kl = agg_loss(low_var_kl(logp, _pad([r.ref_logprobs for r in micro], logp.shape[1])), mask, agg)
-                loss = loss + loss_cfg.kl_coef * kl
-                stats["kl"] = kl.detach()
-            # Weight micro-batches so the accumulated gradient equals the minibatch aggregate.
-            weight = (float(mask.sum()) / total_tokens) if token_level else len(micro) / len(mb)
-            (loss * weight).backward()
-            stats = {**{k: float(v) for k, v in stats.items()}, "loss": float(loss.detach()),
-                     "entropy": float(ent.detach())}
+        local = self._local_micro_batches(mb)
+        for i, (micro, real) in enumerate(local):
+            # DDP: only the last backward of the minibatch all-reduces (every rank runs as many)
+            no_sync = getattr(self.train_model, "no_sync", None) if i < len(local) - 1 else None
+            with no_sync() if no_sync is not None else _null():
+                logp, mask, entropy = self._forward(self.train_model, micro, return_entropy=True)
+                loss, stats = self._micro_loss(micro, logp, mask, entropy, loss_cfg, agg, epo, phase)
+                # Weight micro-batches so the accumulated gradient equals the global minibatch aggregate;
+                # times the world size because DDP/FSDP average the ranks' gradients.
+                weight = (float(mask.sum()) / total_tokens) if token_level else len(micro) / len(mb)
+                weight = weight if real else 0.0
+                (loss * (weight * world)).backward()
             for k, v in stats.items():
                 acc[k] = acc.get(k, 0.0) + weight * v
+        if world > 1:
+            acc = dist.sum_dicts(acc)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.rl.max_grad_norm)
         self.optimizer.step()
-        acc["grad_norm"] = float(grad_norm)
+        acc["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
         return acc
+
+    def _micro_loss(self, micro: list[Row], logp: torch.Tensor, mask: torch.Tensor, entropy: torch.Tensor,
+                    loss_cfg: Any, agg: str, epo: Any, phase: float) -> tuple[torch.Tensor, dict[str, float]]:
+        old = _pad([r.old_logprobs for r in micro], logp.shape[1])
+        adv = torch.tensor([r.advantage for r in micro], dtype=logp.dtype)
+        clip_low: float | torch.Tensor = loss_cfg.clip_low
+        clip_high: float | torch.Tensor = loss_cfg.clip_high
+        if "clip" in micro[0].meta:  # A2TGPO's per-turn clip range (§5.2), symmetric
+            clip_low = clip_high = torch.tensor([r.meta["clip"] for r in micro], dtype=logp.dtype)
+        loss, stats = policy_loss(loss_cfg.name, logp, old, adv, mask, clip_low=clip_low, clip_high=clip_high,
+                                  clip_ratio_c=loss_cfg.clip_ratio_c, agg=loss_cfg.agg,
+                                  tau_pos=loss_cfg.tau_pos, tau_neg=loss_cfg.tau_neg)
+        ent = agg_loss(entropy, mask, agg)
+        if epo.enabled:
+            ref_ent = torch.tensor([self.reference_entropy(r.meta["turn"]) for r in micro], dtype=logp.dtype)
+            term, epo_stats = epo_regularizer(
+                entropy, ref_ent, mask, agg, entropy_coef=loss_cfg.entropy_coef,
+                smooth_coef=epo.smooth_coef, phase_weight=phase, kappa_lo=epo.kappa_lo, kappa_hi=epo.kappa_hi,
+                penalty=epo.penalty, mode=epo.mode, faithful=epo.faithful)
+            loss = loss + term
+            stats.update(epo_stats)
+        elif loss_cfg.entropy_coef:
+            loss = loss - loss_cfg.entropy_coef * ent
+        if loss_cfg.kl_coef and micro[0].ref_logprobs is not None:
+            kl = agg_loss(low_var_kl(logp, _pad([r.ref_logprobs for r in micro], logp.shape[1])), mask, agg)
+            loss = loss + loss_cfg.kl_coef * kl
+            stats["kl"] = kl.detach()
+        stats = {**{k: float(v) for k, v in stats.items()}, "loss": float(loss.detach()),
+                 "entropy": float(ent.detach())}
+        return loss, stats
 
     # -- one iteration ---------------------------------------------------------------------------
     def iteration(self, iteration: int) -> dict[str, float]:
@@ -390,10 +474,12 @@ def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig) ->
     sampling = SamplingParams(temperature=ev.temperature, max_new_tokens=cfg.rl.max_new_tokens, seed=ev.seed,
                               greedy=ev.greedy)
     seeds = list(range(ev.seed, ev.seed + ev.episodes))
+    lo, hi = dist.shard_range(len(seeds))  # distributed: each rank plays its slice of the rooms
     policy.model.eval()
     trajs: list[Trajectory] = []
-    for start in range(0, len(seeds), pool.num_envs):
-        trajs += collect(pool, policy, seeds[start:start + pool.num_envs], 1, sampling, prompt).trajectories
+    for start in range(lo, hi, pool.num_envs):
+        trajs += collect(pool, policy, seeds[start:min(start + pool.num_envs, hi)], 1, sampling, prompt).trajectories
+    trajs = [t for part in dist.all_gather_objects(trajs) for t in part]
     n = max(len(trajs), 1)
     return {"success": sum(t.won for t in trajs) / n, "return": sum(t.episode_return for t in trajs) / n,
             "steps": sum(t.length for t in trajs) / n, **success_by_task_type(trajs)}

@@ -18,6 +18,7 @@ from agents.prompts import PromptBuilder
 from agents.records import StepRecord
 from agents.rollout import collect
 from agents.simple import ExpertPolicy
+from algos import distributed as dist
 from algos.batching import Row, chat_prompt_ids, minibatches, pixel_kwargs, response_ids_for
 
 
@@ -57,7 +58,13 @@ def sft_rows(tokenizer: Any, steps: Sequence[StepRecord], policy: Any = None) ->
 
 def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epochs: int = 2, lr: float = 2e-3,
               batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict[str, float]:
-    """Fit response tokens with AdamW; returns the final loss and throughput."""
+    """Fit response tokens with AdamW; returns the final loss and throughput.
+
+    Distributed runs pass the DDP/FSDP training module (`algos.distributed.wrap_model`) and the same
+    rows on every rank: each rank fits a slice of every minibatch, and the loss is normalised by the
+    minibatch's token count over all ranks, so the step matches a single process's.
+    """
+    ctx = dist.context()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     total = epochs * ((len(rows) + batch_size - 1) // batch_size)
@@ -69,19 +76,22 @@ def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epoch
     model.train()
     losses: list[float] = []
     tokens, t0 = 0, time.perf_counter()
-    bar = tqdm(total=total, desc="sft", disable=not progress)
+    bar = tqdm(total=total, desc="sft", disable=not progress or not dist.is_main())
     for _ in range(epochs):
         for mb in minibatches(rows, batch_size, rng):
-            logp, mask, _ = sequence_logprobs(model, [r.prompt_ids for r in mb], [r.response_ids for r in mb],
-                                              pad_id=tokenizer.pad_token_id, **pixel_kwargs(mb))
-            loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if ctx.active:
+                loss = _distributed_backward(model, tokenizer.pad_token_id, mb)
+            else:
+                logp, mask, _ = sequence_logprobs(model, [r.prompt_ids for r in mb], [r.response_ids for r in mb],
+                                                  pad_id=tokenizer.pad_token_id, **pixel_kwargs(mb))
+                loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             losses.append(loss.item())
-            tokens += int(mask.sum())
+            tokens += sum(len(r.response_ids) for r in mb)
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     bar.close()
@@ -89,3 +99,23 @@ def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epoch
     tail = losses[-max(1, len(losses) // 10):]
     return {"sft_loss": sum(tail) / len(tail), "sft_tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9)}
 
+
+
+def _distributed_backward(model: torch.nn.Module, pad_id: int, mb: list[Row]) -> torch.Tensor:
+    """Backward of this rank's slice of minibatch `mb`; returns the whole minibatch's loss.
+
+    Each rank sums its tokens' negative log-likelihood and divides by the global token count; times
+    the world size because DDP/FSDP average gradients. A rank without rows (a minibatch smaller than
+    the world) runs a zero-weight forward on a borrowed row so that the collectives line up.
+    """
+    world = dist.context().world
+    total = max(sum(len(r.response_ids) for r in mb), 1)
+    lo, hi = dist.shard_range(len(mb))
+    share, weight = (mb[lo:hi], 1.0) if hi > lo else (mb[:1], 0.0)
+    logp, mask, _ = sequence_logprobs(model, [r.prompt_ids for r in share], [r.response_ids for r in share],
+                                      pad_id=pad_id, **pixel_kwargs(share))
+    nll = -(logp * mask).sum() * weight
+    (nll * (world / total)).backward()
+    summed = nll.detach().reshape(1).clone()
+    torch.distributed.all_reduce(summed)
+    return summed[0] / total

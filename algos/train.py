@@ -6,6 +6,10 @@
     groupwise train --model /path/to/hf-model         # any local causal LM or Qwen2-VL folder (LoRA by default)
     groupwise train "env.kwargs={obs_mode: image}"    # image observations: a tiny Qwen2-VL is built
 
+Several processes (DDP, or FSDP with distributed.mode=fsdp; gloo on CPU, NCCL on GPUs):
+
+    torchrun --nproc_per_node 2 -m agents.cli train distributed.mode=ddp
+
 VLM options: model.vlm (auto | on | off; auto builds the tiny VLM when model.path is empty and the
 env's observations carry images), model.freeze_vision (False: the vision tower trains too),
 env.image_history (1: the prompt carries the current frame only).
@@ -25,9 +29,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from algos import distributed as dist
 from algos.checkpoint import load_latest, restore_rng_state, save_checkpoint
 from algos.config import ConfigError, from_dict, parse_cli, save_yaml, to_dict
-from algos.logger import MetricsLogger, plot_curves
+from algos.logger import MetricsLogger, NullLogger, plot_curves
 from algos.train_config import TrainConfig
 
 
@@ -96,8 +101,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _say(*args: Any) -> None:
+    """print on rank 0 only (every rank of a distributed run would say the same)."""
+    if dist.is_main():
+        print(*args)
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or continue) a training run; returns the summary that is also written to summary.json."""
+    """Run (or continue) a training run; returns the summary that is also written to summary.json.
+
+    Under torchrun (WORLD_SIZE > 1) the run is distributed (algos/distributed.py); otherwise
+    torch.distributed is never touched.
+    """
+    started = not dist.context().active and dist.launched_by_torchrun()
+    if started:
+        try:
+            dist.setup(cfg.distributed.mode, cfg.distributed.backend, cfg.distributed.timeout_minutes)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    try:
+        return _train(cfg, resume)
+    finally:
+        if started:
+            dist.teardown()
+
+
+def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
     from agents.prompts import PromptBuilder
     from envs import EnvPool
     from envs.registry import spec
@@ -108,11 +137,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     check_algorithm(cfg)
     state = load_latest(ckpt_dir) if resume else None
     if resume and state is None:
-        print(f"no checkpoint in {ckpt_dir}; starting a new run")
+        _say(f"no checkpoint in {ckpt_dir}; starting a new run")
     if state is not None:
+        launch = cfg.distributed  # how this run is launched is today's choice, not the checkpoint's
         cfg = from_dict(TrainConfig, state["config"])  # a resumed run keeps its own config
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, out / "config.yaml")
+        cfg.distributed = launch
+    ctx = dist.context()
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out / "config.yaml")
+    dist.barrier()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -122,28 +156,30 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                    image_history=image_history(cfg))
     from algos.rl import rollouts_per_task
 
-    pool_size = max(cfg.rl.tasks_per_iter * rollouts_per_task(cfg), min(cfg.eval.episodes, 128))
+    # each rank plays its share of the task groups and of the evaluation rooms
+    share = lambda n: -(-n // ctx.world)  # noqa: E731
+    pool_size = max(share(cfg.rl.tasks_per_iter) * rollouts_per_task(cfg), share(min(cfg.eval.episodes, 128)), 1)
     t_start = time.perf_counter()
     with EnvPool(cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers, env_kwargs=cfg.env.options()) as pool:
-        policy = load_policy(cfg, out, compact)
+        policy = _load_policy_on_every_rank(cfg, out, compact)
         ref_model = copy.deepcopy(policy.model).eval() if cfg.loss.kl_coef > 0 else None
         from algos.rl import RLTrainer, evaluate
 
         trainer = RLTrainer(cfg, policy, pool, prompt, ref_model)
-        logger = MetricsLogger(out, use_tensorboard=cfg.tensorboard,
-                               resume_step=state["iteration"] if state else None)
+        logger: Any = MetricsLogger(out, use_tensorboard=cfg.tensorboard,
+                                    resume_step=state["iteration"] if state else None) if dist.is_main() else NullLogger()
         history: dict[str, Any] = {"eval": []}
         start = 0
         if state is not None:
             start = _restore(state, policy.model, trainer, history)
-            print(f"resumed from iteration {start} ({ckpt_dir})")
+            _say(f"resumed from iteration {start} ({ckpt_dir})")
         else:
             if cfg.sft.enabled:
-                _warm_start(cfg, policy, pool, prompt, logger)
+                _warm_start(cfg, policy, pool, prompt, logger, trainer)
             ev = evaluate(policy, pool, prompt, cfg)
             history["eval"].append({"iteration": 0, **ev})
             logger.log(0, {f"eval/{k}": v for k, v in ev.items()})
-            print(f"evaluation before RL: success {ev['success']:.3f} on {cfg.eval.episodes} rooms")
+            _say(f"evaluation before RL: success {ev['success']:.3f} on {cfg.eval.episodes} rooms")
             _save(ckpt_dir, cfg, 0, policy.model, trainer, history)
 
         interrupted = _run_iterations(cfg, trainer, policy, pool, prompt, logger, history, start, ckpt_dir)
@@ -226,7 +262,7 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
     previous_int = signal.signal(signal.SIGINT, on_interrupt)
     completed = start
     bar = tqdm(total=cfg.rl.iterations, initial=start, desc=f"{cfg.algo.name} on {cfg.env.id}",
-               disable=not cfg.progress)
+               disable=not cfg.progress or not dist.is_main())
     try:
         for it in range(start, cfg.rl.iterations):
             metrics = trainer.iteration(it)
@@ -251,7 +287,7 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, pool: Any, prom
         done = completed  # an iteration cut short did not finish; resume repeats it
         if history.get("last_saved") != done:
             _save(ckpt_dir, cfg, done, policy.model, trainer, history)
-        print(f"\ninterrupted: saved iteration {done} to {ckpt_dir}; continue with --resume")
+        _say(f"\ninterrupted: saved iteration {done} to {ckpt_dir}; continue with --resume")
         return True
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -324,15 +360,38 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
     return policy
 
 
-def _warm_start(cfg: TrainConfig, policy: Any, pool: Any, prompt: Any, logger: MetricsLogger) -> None:
+def _load_policy_on_every_rank(cfg: TrainConfig, out: Path, compact: bool) -> Any:
+    """`load_policy`, with rank 0 first (it may build the tiny model on disk, which the others then
+    load), the model on this rank's device, and rank 0's weights everywhere (LoRA's random init)."""
+    ctx = dist.context()
+    policy = load_policy(cfg, out, compact) if dist.is_main() else None
+    dist.barrier()
+    if policy is None:
+        policy = load_policy(cfg, out, compact)
+    if ctx.device != "cpu":
+        policy.model.to(ctx.device)
+        policy.device = torch.device(ctx.device)
+    dist.broadcast_module(policy.model)
+    return policy
+
+
+def _warm_start(cfg: TrainConfig, policy: Any, pool: Any, prompt: Any, logger: Any, trainer: Any) -> None:
     from algos.sft import collect_expert_steps, sft_rows, train_sft
 
-    steps, data_stats = collect_expert_steps(pool, prompt, cfg.sft.episodes, cfg.sft.noise, cfg.sft.seed)
+    # Distributed: each rank plays a slice of the expert episodes; all ranks then train on all rows.
+    lo, hi = dist.shard_range(cfg.sft.episodes)
+    steps, data_stats = collect_expert_steps(pool, prompt, hi - lo, cfg.sft.noise, cfg.sft.seed + lo)
+    if dist.context().active:
+        parts = dist.all_gather_objects((steps, data_stats["sft_data_success"] * (hi - lo)))
+        steps = [s for part, _ in parts for s in part]
+        data_stats = {"sft_data_success": sum(w for _, w in parts) / max(cfg.sft.episodes, 1),
+                      "sft_rows": float(len(steps))}
     rows = sft_rows(policy.tokenizer, steps, policy=policy)
-    print(f"sft: {len(rows)} expert rows from {cfg.sft.episodes} episodes "
+    _say(f"sft: {len(rows)} expert rows from {cfg.sft.episodes} episodes "
           f"(noise {cfg.sft.noise}, expert data success {data_stats['sft_data_success']:.2f})")
-    stats = train_sft(policy.model, policy.tokenizer, rows, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
+    stats = train_sft(trainer.train_model, policy.tokenizer, rows, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                       batch_size=cfg.sft.batch_size, seed=cfg.seed, progress=cfg.progress)
+    trainer.sync_weights()  # FSDP: the rollout's copy takes the fitted weights
     logger.log(0, {f"sft/{k}": v for k, v in {**data_stats, **stats}.items()})
 
 
@@ -344,13 +403,16 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save(ckpt_dir: Path, cfg: TrainConfig, iteration: int, model: torch.nn.Module, trainer: Any,
           history: dict[str, Any]) -> None:
     history["last_saved"] = iteration
-    save_checkpoint(ckpt_dir, {
-        "iteration": iteration,
-        "config": to_dict(cfg),
-        "model": _trainable_state(model),
-        "trainer": trainer.state_dict(),
-        "history": json.loads(json.dumps(history)),
-    }, keep_last=cfg.keep_checkpoints)
+    trainer_state = trainer.state_dict()  # every rank: under FSDP gathering the optimizer is a collective
+    if dist.is_main():  # the ranks hold the same weights; one writer per directory
+        save_checkpoint(ckpt_dir, {
+            "iteration": iteration,
+            "config": to_dict(cfg),
+            "model": _trainable_state(model),
+            "trainer": trainer_state,
+            "history": json.loads(json.dumps(history)),
+        }, keep_last=cfg.keep_checkpoints)
+    dist.barrier()
 
 
 def _restore(state: dict[str, Any], model: torch.nn.Module, trainer: Any, history: dict[str, Any]) -> int:
@@ -376,6 +438,10 @@ def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], i
         "eval_episodes": cfg.eval.episodes, "seconds": round(seconds, 1), "interrupted": interrupted,
         "eval_curve": evals,
     }
+    if dist.context().active:
+        summary["processes"] = dist.context().world
+    if not dist.is_main():  # rank 0 writes the summary, the final model and the plots
+        return summary
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if not interrupted:
         final = out / "final-model"

@@ -258,6 +258,16 @@ class EvalConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Multi-process training, used only when launched by torchrun (algos/distributed.py)."""
+
+    #: auto = DDP under torchrun; fsdp shards parameters, gradients and optimizer state (FSDP2).
+    mode: Literal["auto", "ddp", "fsdp", "off"] = "auto"
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: NCCL when CUDA is available, else gloo
+    timeout_minutes: float = 30.0  # how long a rank waits for the others at a collective
+
+
+@dataclass
 class TrainConfig:
     out_dir: str = "runs/groupwise"
     seed: int = 0
@@ -273,3 +283,4 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)

@@ -1,0 +1,452 @@
+"""RayEnvPool: EnvPool's interface and fault isolation, with the envs living in Ray actors.
+
+    pool = make_pool("ray", env_id="sokoban", num_envs=16, num_workers=4, timeout=30.0)
+    obs, infos = pool.reset(seeds=[s0] * 4 + [s1] * 4 + ...)   # grouped resets, as with EnvPool
+    results = pool.step({0: "up", 3: "left"})                  # only the envs still running
+    pool.close()
+
+Design
+------
+* Same bookkeeping as EnvPool. `RayEnvPool` subclasses `EnvPool` and keeps everything that does not
+  depend on where the envs run: the argument checks, the per-env record (seed, options, actions
+  since the reset, last observation, failure), the failure results and `reset` / `step` / `call`
+  themselves, and the replay plan used after a restart. Only the running of a batch of operations
+  is replaced. The same seeds and actions
+  therefore give the same results as EnvPool, failures included (`truncated=True`, reward 0,
+  `info["failed"]`, `info["error"]`; `call` raises `EnvFailure`).
+* Layout. Env `i` lives on actor `i % num_workers`, as on EnvPool's workers. Each actor reserves
+  `num_cpus_per_worker` CPUs, which is what lets Ray place actors on other nodes of a cluster.
+* Two ways to run a batch. Normally an actor gets one call holding all its operations (one round
+  trip per actor per step). Ray cannot tell which operation of such a call was running when the
+  actor died or hung, so after any loss the actor is killed and replaced, its envs are replayed
+  from their seeds and actions (as EnvPool does), and its operations run again with one call per
+  operation. Calls to an actor run in the order sent, so the culprit is exact: a hang is the oldest
+  unfinished call pending for longer than `timeout`; after a death it is the first call that
+  failed. An actor stays in that mode until the end of the batch.
+* Timeouts. A batch call gets `timeout` in all; a single-operation call gets `timeout` each. A
+  hanging env is therefore reported after about 2 x timeout (one to notice the stuck batch, one to
+  find the env) plus the replay; a batch that is merely slow is rerun one operation at a time and
+  succeeds.
+* Results that do not come back (an exception while Ray pickles or unpickles them) count as a
+  loss of the batch; in the one-call-per-operation mode they fail only their env.
+* Cluster. `address=None` uses this process's Ray connection if there is one, else starts a local
+  Ray instance that listens on the loopback address only (see `init_ray`); any other address goes
+  to `ray.init(address=...)`. The pool never shuts Ray down: `close()` kills its actors only.
+  Actors are owned by this process, so Ray also ends them when it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import sys
+import time
+import warnings
+import weakref
+from types import ModuleType
+from typing import Any, Mapping, NamedTuple
+
+from envs import registry
+from envs.pool import _CLOSE_GRACE, EnvFailure, EnvPool, Outcome, _Op, _run_op, _Slot
+from envs.pool import _ensure_registered
+
+__all__ = ["RayEnvPool", "init_ray", "make_pool"]
+
+# Environment for a local Ray instance started by `init_ray`. Ray resolves "127.0.0.1" to the
+# machine's routable address and listens on every interface unless its "no cluster" switch is set
+# (the switch Ray uses on macOS and Windows); it must be set before `ray` is imported. Usage
+# statistics are switched off because the local instance should make no outside connection.
+_LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError('RayEnvPool needs Ray: pip install "groupwise[ray]"') from exc
+    return ray
+
+
+def init_ray(address: str | None = None, **init_kwargs: Any) -> ModuleType:
+    """Connect this process to Ray once and return the `ray` module.
+
+    Already connected: nothing changes (the caller's `ray.init` settings win). `address=None` with
+    no `RAY_ADDRESS` in the environment starts a local instance listening on 127.0.0.1 only, without
+    the dashboard; otherwise `ray.init(address=address)` attaches to a running cluster ("auto",
+    "host:6379" or "ray://host:10001"). `init_kwargs` go to `ray.init` (e.g. `num_cpus=2`).
+    """
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    imported_before = "ray" in sys.modules
+    if local and not imported_before:
+        for key, value in _LOCAL_ONLY_ENV.items():
+            os.environ.setdefault(key, value)
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    if local:
+        if imported_before and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+            warnings.warn("ray was imported before init_ray(), so the local Ray instance listens on every "
+                          "interface; set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before importing ray to keep "
+                          "it on 127.0.0.1", RuntimeWarning, stacklevel=2)
+        init_kwargs.setdefault("include_dashboard", False)
+    ray.init(address=address, **init_kwargs)
+    return ray
+
+
+class _EnvHost:
+    """The body of one Ray actor: `count` envs of one kind, run one operation after another."""
+
+    def __init__(self, spec: registry.EnvSpec, env_kwargs: dict, count: int):
+        self._spec, self._env_kwargs, self._count = spec, env_kwargs, count
+        self._envs: list = []
+
+    def build(self) -> tuple[str, Any, BaseException | None]:
+        """Build the envs: ("ready", pid, None) or ("error", reason, the exception if it pickles).
+
+        Done here rather than in `__init__` so that a failure comes back as a value instead of a
+        dead actor.
+        """
+        try:
+            _ensure_registered(self._spec)
+            self._envs = [registry.make(self._spec.id, **self._env_kwargs) for _ in range(self._count)]
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc} (raised in building {self._spec.id!r})"
+            try:
+                pickle.dumps(exc)
+            except Exception:
+                exc = None
+            return ("error", text, exc)
+        return ("ready", os.getpid(), None)
+
+    def run(self, ops: list[_Op]) -> list[Outcome]:
+        """Run `ops` in order; an env's exception becomes its outcome, as in EnvPool's workers."""
+        return [_run_op(self._envs, op) for op in ops]
+
+    def close(self) -> None:
+        for env in self._envs:
+            try:
+                env.close()
+            except Exception:
+                pass
+
+
+_actor_class: Any = None
+
+
+def _remote_host() -> Any:
+    """`_EnvHost` as a Ray actor class (made on first use, so that importing this needs no Ray)."""
+    global _actor_class
+    if _actor_class is None:
+        # Restarts are the pool's job: it must replay the envs, which Ray's own restart would not.
+        _actor_class = _import_ray().remote(max_restarts=0, max_task_retries=0)(_EnvHost)
+    return _actor_class
+
+
+class _Lost(NamedTuple):
+    """An actor's calls that did not all come back; `index` is the culprit call, None if unknown."""
+
+    index: int | None
+    reason: str
+
+
+def _shutdown_actors(actors: list) -> None:
+    """Let the actors close their envs for a grace period, then kill them all."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or not actors:
+        actors.clear()
+        return
+    try:
+        ray.wait([actor.close.remote() for actor in actors], num_returns=len(actors), timeout=_CLOSE_GRACE)
+    except Exception:
+        pass
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:
+            pass
+    actors.clear()
+
+
+class RayEnvPool(EnvPool):
+    """EnvPool with the envs in Ray actors, on this machine or across a Ray cluster.
+
+    Args:
+        env_id, num_envs, env_kwargs, timeout: as for `EnvPool`.
+        num_workers: Ray actors, 1 to `num_envs`; None picks as many as the cluster has CPUs for
+            (at `num_cpus_per_worker` each), at most `num_envs`. In-process mode (0) is EnvPool's.
+        address: where Ray runs, see `init_ray` (None: this process's connection, or a new local
+            instance).
+        num_cpus_per_worker: CPUs each actor reserves in Ray's scheduler (may be fractional or 0).
+
+    Construction raises `EnvFailure` if the envs cannot be built in an actor, or if actors cannot
+    be placed within the start-up time (e.g. the cluster has fewer free CPUs than requested).
+    The pool is not thread-safe: drive it from one thread.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        num_workers: int | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = 30.0,
+        address: str | None = None,
+        num_cpus_per_worker: float = 1.0,
+    ):
+        # Deliberately no EnvPool.__init__: it would start worker processes.
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if num_workers is not None and int(num_workers) < 1:
+            raise ValueError(f"RayEnvPool needs at least one actor, got num_workers={num_workers} "
+                             f"(in-process mode is EnvPool(num_workers=0))")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        if num_cpus_per_worker < 0:
+            raise ValueError(f"num_cpus_per_worker must be 0 or more, got {num_cpus_per_worker}")
+        self._spec = registry.spec(env_id)  # the registry's clear error for unknown ids, first
+        self._ray = init_ray(address)
+        if num_workers is None:
+            cpus = self._ray.cluster_resources().get("CPU", 1.0)
+            fit = int(cpus // num_cpus_per_worker) if num_cpus_per_worker > 0 else int(cpus)
+            num_workers = max(1, fit)
+        self.env_id = env_id
+        self._num_envs = int(num_envs)
+        self._num_workers = min(int(num_workers), self._num_envs)
+        self._stride = self._num_workers
+        self.timeout = None if timeout is None else float(timeout)
+        self.num_cpus_per_worker = float(num_cpus_per_worker)
+        self._env_kwargs = dict(env_kwargs or {})
+        self._slots = [_Slot() for _ in range(self._num_envs)]
+        self._inline_envs = None
+        self._closed = False
+        self._actors: list = []
+        self._pids: list[int] = []
+        # The finalizer holds the actor list, not the pool, so a forgotten pool can be collected.
+        self._finalizer = weakref.finalize(self, _shutdown_actors, self._actors)
+        self._start_actors()
+
+    # -- public API beyond EnvPool's ---------------------------------------------------------
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current actors (on their own nodes); for monitoring and tests."""
+        return list(self._pids)
+
+    @property
+    def actors(self) -> list:
+        """Handles of the current actors, env `i` on `actors[i % num_workers]`; for monitoring and tests."""
+        return list(self._actors)
+
+    def close(self) -> None:
+        """Close the envs and kill every actor; safe to call twice. Ray itself keeps running."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        return (f"RayEnvPool({self.env_id!r}, num_envs={self._num_envs}, {self._num_workers} actors, "
+                f"timeout={self.timeout})")
+
+    # -- actors ------------------------------------------------------------------------------
+
+    def _new_actor(self, w: int) -> Any:
+        return _remote_host().options(num_cpus=self.num_cpus_per_worker).remote(
+            self._spec, self._env_kwargs, self._count(w))
+
+    def _wait_built(self, w: int, build_ref: Any) -> None:
+        """Wait for actor `w`'s envs; kill it and raise EnvFailure if they are not built."""
+        name = f"RayEnvPool[{self.env_id}] actor {w}"
+        limit = self._build_timeout(w)
+        try:
+            status, detail, exc = self._ray.get(build_ref, timeout=limit)
+        except self._ray.exceptions.GetTimeoutError:
+            self._kill(w)
+            raise EnvFailure(f"{name}: envs not built after {limit:g}s (not enough free CPUs in the "
+                             f"cluster for {self.num_cpus_per_worker:g} per actor?)") from None
+        except self._ray.exceptions.RayError as error:
+            self._kill(w)
+            raise EnvFailure(f"{name} died while starting: {_first_line(error)}") from None
+        if status != "ready":
+            self._kill(w)
+            raise EnvFailure(f"could not build the envs in {name}: {detail}") from exc
+        self._pids[w] = detail
+
+    def _start_actors(self) -> None:
+        # Create every actor first and only then wait, so that their start-up overlaps.
+        self._actors.extend(self._new_actor(w) for w in range(self._num_workers))
+        self._pids.extend([0] * self._num_workers)
+        builds = [actor.build.remote() for actor in self._actors]
+        try:
+            for w, ref in enumerate(builds):
+                self._wait_built(w, ref)
+        except BaseException:
+            self.close()
+            raise
+
+    def _kill(self, w: int) -> None:
+        try:
+            self._ray.kill(self._actors[w], no_restart=True)
+        except Exception:
+            pass
+
+    def _replace_actor(self, w: int) -> None:
+        self._kill(w)
+        self._actors[w] = self._new_actor(w)
+        self._wait_built(w, self._actors[w].build.remote())
+
+    # -- running operations ----------------------------------------------------------------------
+
+    def _execute(self, ops: Mapping[int, _Op]) -> dict[int, Outcome]:
+        """Run one op per listed env (keyed by global index) and return their outcomes."""
+        if not ops:
+            return {}
+        jobs: dict[int, list[_Op]] = {}
+        for g, op in ops.items():
+            jobs.setdefault(g % self._stride, []).append(op)
+        try:
+            outcomes = self._run_jobs(jobs)
+        except BaseException:
+            # Interrupted mid-batch (e.g. Ctrl-C): the actors' state no longer matches the records.
+            self.close()
+            raise
+        return {self._global(w, op.local): outcome
+                for w, job in jobs.items() for op, outcome in zip(job, outcomes[w])}
+
+    def _run_jobs(self, jobs: dict[int, list[_Op]]) -> dict[int, list[Outcome]]:
+        """Run each actor's ops; after a loss, replace the actor and rerun one call per op.
+
+        Every round in the one-call-per-op mode blames one op of each lost actor, so this ends.
+        """
+        results: dict[int, list] = {w: [None] * len(ops) for w, ops in jobs.items()}
+        todo = {w: list(range(len(ops))) for w, ops in jobs.items()}
+        one_by_one: set[int] = set()
+        while todo:
+            replies = self._submit_and_wait({w: [jobs[w][p] for p in ps] for w, ps in todo.items()},
+                                            one_by_one)
+            next_round = {}
+            for w, reply in replies.items():
+                ops, positions = jobs[w], todo[w]
+                if not isinstance(reply, _Lost):
+                    for p, outcome in zip(positions, reply):
+                        results[w][p] = outcome
+                    continue
+                blamed = [] if reply.index is None else [positions[reply.index]]
+                for p in blamed:
+                    op = ops[p]
+                    reason = f"{reply.reason} during {op.kind if op.kind != 'call' else op.arg + '()'}"
+                    results[w][p] = ("lost", reason)
+                    self._fail(self._global(w, op.local), reason, resetting=op.kind == "reset")
+                rest = [p for p in positions if p not in blamed]
+                resetting = {self._global(w, ops[p].local) for p in rest if ops[p].kind == "reset"}
+                self._restore(w, skip=resetting)
+                one_by_one.add(w)
+                rest = self._drop_failed(w, ops, rest, results[w])
+                if rest:
+                    next_round[w] = rest
+            todo = next_round
+        return results
+
+    def _restore(self, w: int, skip: set[int]) -> None:
+        """Give actor `w` a fresh process and replay its live envs' episodes on it.
+
+        Envs in `skip` are about to be reset anyway. The replay runs as one call first; if that is
+        lost, it starts over one call per op, failing each env whose replay raises, hangs or kills
+        the actor.
+        """
+        one_by_one: set[int] = set()
+        while True:
+            self._replace_actor(w)
+            ops, owners = self._replay_plan(w, skip)
+            if not ops:
+                return
+            reply = self._submit_and_wait({w: ops}, one_by_one)[w]
+            if not isinstance(reply, _Lost):
+                for (status, detail), g in zip(reply, owners):
+                    if status != "ok" and self._slots[g].error is None:
+                        self._fail(g, f"could not be restored after its actor was replaced: {detail}")
+                return
+            if reply.index is not None:
+                self._fail(owners[reply.index], f"{reply.reason} while being restored after its actor "
+                                                f"was replaced")
+            one_by_one.add(w)
+
+    def _submit_and_wait(self, batches: dict[int, list[_Op]],
+                         one_by_one: set[int]) -> dict[int, list[Outcome] | _Lost]:
+        """Send each actor its ops (one call, or one call per op) and wait for all replies.
+
+        The oldest unfinished call of an actor is timed from when the call before it came back (or
+        from the start); past `timeout` the actor is killed and that call blamed.
+        """
+        calls = {w: [self._actors[w].run.remote([op]) for op in ops] if w in one_by_one
+                 else [self._actors[w].run.remote(ops)] for w, ops in batches.items()}
+        start = time.monotonic()
+        heads = {w: [0, start] for w in calls}  # actor -> [oldest unfinished call, since when]
+        replies: dict[int, list[Outcome] | _Lost] = {}
+        poll = 0.05 if self.timeout is None else min(0.05, self.timeout / 4)
+        while heads:
+            pending = [ref for w, (head, _) in heads.items() for ref in calls[w][head:]]
+            ready = set(self._ray.wait(pending, num_returns=len(pending), timeout=poll)[0])
+            now = time.monotonic()
+            for w in list(heads):
+                refs, (head, since) = calls[w], heads[w]
+                moved = head
+                while moved < len(refs) and refs[moved] in ready:
+                    moved += 1
+                if moved == len(refs):
+                    replies[w] = self._collect(w, refs, w in one_by_one)
+                    del heads[w]
+                elif moved != head:
+                    heads[w] = [moved, now]
+                elif self.timeout is not None and now - since > self.timeout:
+                    self._kill(w)
+                    replies[w] = _Lost(head if w in one_by_one else None, f"timeout after {self.timeout:g}s")
+                    del heads[w]
+        return replies
+
+    def _collect(self, w: int, refs: list, one_by_one: bool) -> list[Outcome] | _Lost:
+        """Read an actor's finished calls; a dead actor or an unreadable batch is a loss."""
+        outcomes: list[Outcome] = []
+        for i, ref in enumerate(refs):
+            try:
+                outcomes.extend(self._ray.get(ref))
+            except self._ray.exceptions.RayActorError as error:
+                return _Lost(i if one_by_one else None, _death_reason(error))
+            except Exception as error:  # the result did not pickle in the actor or unpickle here
+                reason = f"the env's result could not be passed back: {type(error).__name__}: {_first_line(error)}"
+                if not one_by_one:
+                    return _Lost(None, reason)
+                outcomes.append(("raised", reason))
+        return outcomes
+
+
+def _death_reason(error: BaseException) -> str:
+    """"actor died (pid 123 on 10.0.0.5, exit type SYSTEM_ERROR)", from Ray's long message."""
+    text = str(error)
+    found = {key: re.search(pattern, text) for key, pattern in
+             (("pid", r"\bpid: (\d+)"), ("ip", r"\bip: (\S+)"), ("exit", r"exit type: (\w+)"))}
+    if not found["pid"]:
+        return f"actor died ({_first_line(error)})"
+    where = f"pid {found['pid'][1]}" + (f" on {found['ip'][1]}" if found["ip"] else "")
+    return f"actor died ({where}" + (f", exit type {found['exit'][1]})" if found["exit"] else ")")
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """A short, one-line form of a (often very long) Ray error message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
+def make_pool(backend: str = "process", *args: Any, **kwargs: Any) -> EnvPool:
+    """Build a pool of envs on the chosen backend: "process" (EnvPool) or "ray" (RayEnvPool).
+
+    `args` and `kwargs` are the pool's constructor arguments (`env_id`, `num_envs`, ...);
+    `address` and `num_cpus_per_worker` are for "ray" only, `start_method` for "process" only.
+    Both pools have the same interface; `RayEnvPool` is an `EnvPool` subclass.
+    """
+    if backend == "process":
+        return EnvPool(*args, **kwargs)
+    if backend == "ray":
+        return RayEnvPool(*args, **kwargs)
+    raise ValueError(f"unknown pool backend {backend!r}; expected 'process' or 'ray'")
