@@ -126,7 +126,7 @@ def _pool_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_pool(args: argparse.Namespace, env_id: str, num_envs: int, env_kwargs: dict) -> Any:
     """The env pool the --pool / --ray-address / --workers flags ask for."""
-    from envs.ray_pool import make_pool
+    from envs import make_pool
 
     extra = {"address": args.ray_address} if args.pool == "ray" else {}
     return make_pool(args.pool, env_id, num_envs=num_envs, num_workers=args.workers, env_kwargs=env_kwargs, **extra)
@@ -227,24 +227,6 @@ def eval_env_kwargs(env_id: str, split: str | None = None, extra: dict[str, Any]
     return kwargs
 
 
-class _NoLocalModel:
-    def eval(self) -> "_NoLocalModel":
-        return self
-
-
-class _WithModelStandIn:
-    """`algos.rl.evaluate` puts `policy.model` in eval mode; scripted policies and served models
-    have no local model, so they are evaluated through this view with a stand-in for it."""
-
-    model = _NoLocalModel()
-
-    def __init__(self, policy: Any):
-        self._policy = policy
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._policy, name)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run `algos.rl.evaluate` (the trainer's evaluation: one episode per seeded evaluation task)."""
     from agents.prompts import PromptBuilder
@@ -262,8 +244,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                     history_length=args.history, image_history=args.image_history), eval=ev)
     cfg.rl.max_new_tokens = args.max_new_tokens
     policy = make_policy(args.policy, args.env, ev.seed)
-    if not callable(getattr(getattr(policy, "model", None), "eval", None)):
-        policy = _WithModelStandIn(policy)
     prompt = PromptBuilder.for_env(args.env, compact=args.prompt == "compact", history_length=args.history,
                                    image_history=args.image_history)
     with open_pool(args, args.env, min(ev.episodes, 128), cfg.env.options()) as pool:

@@ -52,6 +52,7 @@ def collect(
     progress: bool = False,
     first_group_id: int = 0,
     probe_ground_truth: bool = False,
+    mode: str = "sync",
 ) -> Rollout:
     """Play `group_size` episodes of each task seed with `policy`; return trajectories and metrics.
 
@@ -59,19 +60,33 @@ def collect(
     `first_group_id + task index`; trajectory ids are the env slots offset by the group ids, unique
     within one call.
 
+    mode: "sync" plays turn by turn: one batched generation for every running episode, then one
+    batched env step, and so on. "async" (needs a pool with `submit`/`poll`, as EnvPool and
+    RayEnvPool have) keeps env steps in flight and generates, as one batch, for whichever episodes'
+    steps have returned while the others still step, so a slow episode holds up only itself.
+    Both record the same StepRecords in the same order (prompts, turn indices, ids); with greedy
+    decoding the content is the same too. With sampling it is not: the seed of a sync call is
+    derived from the turn, that of an async micro-batch from its position in the sequence of
+    micro-batches, and backends that draw one random stream per batch (HFPolicy) give a request
+    different tokens in a different batch. Policies that need `expert_action` make `pool.call`
+    wait for the other envs on the same worker.
+
     probe_ground_truth: before each turn, for every running episode whose env has reported
     `info["ground_truth"]` (a str, or a list of aliases: the first is used; the most recent value
     the env gave for the episode), store on the turn's record the policy's mean log-prob of the
     ground truth written as an answer in the env's action format after this turn's prompt
-    (`policy.answer_logprobs`, one batched call per turn, rollout-time weights). Needs a policy
-    with `answer_logprobs` (HFPolicy). Adds "time_probe" to the metrics.
+    (`policy.answer_logprobs`, one batched call per generation batch, rollout-time weights). Needs a
+    policy with `answer_logprobs` (HFPolicy). Adds "time_probe" to the metrics.
     """
+    if mode not in ("sync", "async"):
+        raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
+    if mode == "async" and not (callable(getattr(pool, "submit", None)) and callable(getattr(pool, "poll", None))):
+        raise TypeError(f"collect(mode='async') needs a pool with submit() and poll(); {type(pool).__name__} has none")
     sampling = sampling or SamplingParams()
     prompt = prompt or PromptBuilder()
     if probe_ground_truth and not callable(getattr(policy, "answer_logprobs", None)):
         raise TypeError(f"collect(probe_ground_truth=True) needs a policy with answer_logprobs(); "
                         f"{type(policy).__name__} has none (use HFPolicy)")
-    probe_affixes = _probe_affixes(prompt) if probe_ground_truth else None
     n = len(seeds) * group_size
     if n == 0:
         return Rollout([], {})
@@ -79,95 +94,174 @@ def collect(
         raise ValueError(f"{len(seeds)} tasks x group size {group_size} = {n} episodes, "
                          f"but the pool holds only {pool.num_envs} environments")
     t_start = time.perf_counter()
-    timer = {"generation": 0.0, "env": 0.0}
-    if probe_ground_truth:
-        timer["probe"] = 0.0
-
-    env_seeds = [int(s) for s in seeds for _ in range(group_size)]
-    t0 = time.perf_counter()
-    observations, infos = pool.reset(seeds=env_seeds)
-    timer["env"] += time.perf_counter() - t0
-
-    trajs = [
-        Trajectory(traj_id=first_group_id * group_size + i, group_id=first_group_id + i // group_size,
-                   seed=env_seeds[i], task=str(infos[i].get("task", "")))
-        for i in range(n)
-    ]
-    truths: dict[int, str] = {}  # episode -> latest ground truth its env reported
-    # episode -> images of its recent observations (oldest first), as many as the prompt carries
-    frames: dict[int, list[tuple]] = {i: [] for i in range(n)}
-    running = []
-    for i in range(n):
-        if infos[i].get("failed"):
-            trajs[i].error, trajs[i].truncated = infos[i].get("error", "reset failed"), True
-        else:
-            running.append(i)
-
-    tokens = 0
+    play = _Play(pool, policy, prompt, sampling, probe_ground_truth)
+    running = play.start(seeds, group_size, first_group_id)
     bar = tqdm(total=n, desc="episodes", disable=not progress, leave=False)
-    turn = 0
-    while running and turn < max_turns:
-        for i in running:
-            _remember_frame(frames[i], observations[i], prompt.image_history)
-        requests = [_request(prompt, trajs[i], observations[i], infos[i], frames[i]) for i in running]
-        if getattr(policy, "needs_expert_action", False):
-            t0 = time.perf_counter()
-            for r, a in zip(requests, pool.call("expert_action", running)):
-                r.meta["expert_action"] = a
-            timer["env"] += time.perf_counter() - t0
-
-        probes: dict[int, float] = {}
-        if probe_affixes is not None:
-            for i in running:
-                _remember_truth(truths, i, infos[i])
-            t0 = time.perf_counter()
-            probes = _probe(policy, probe_affixes, running, requests, truths)
-            timer["probe"] += time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        # a fresh seed per turn, else every turn would replay the same random stream
-        turn_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + 7919 * turn)
-        generations = policy.generate(requests, turn_sampling)
-        timer["generation"] += time.perf_counter() - t0
-
-        parsed = [prompt.action_format.parse(g.text) for g in generations]
-        t0 = time.perf_counter()
-        results = pool.step({i: (p.action or "") for i, p in zip(running, parsed)})
-        timer["env"] += time.perf_counter() - t0
-
-        still = []
-        for i, req, gen, p in zip(running, requests, generations, parsed):
-            obs, reward, terminated, truncated, info = results[i]
-            traj = trajs[i]
-            tokens += len(gen.response_ids)
-            traj.steps.append(StepRecord(
-                group_id=traj.group_id, traj_id=traj.traj_id, turn=turn, messages=req.messages,
-                prompt_ids=list(gen.prompt_ids), response_ids=list(gen.response_ids),
-                logprobs=[float(x) for x in gen.logprobs], response=gen.text, action=p.action,
-                well_formed=p.well_formed, parse_reason=p.reason,
-                valid=bool(p.well_formed and info.get("valid_action", True)),
-                reward=float(reward), anchor=str(observations[i]["anchor"]),
-                observation=observations[i]["text"], done=bool(terminated or truncated),
-                truncated_response=gen.truncated,
-                info={k: info[k] for k in _KEPT_INFO if k in info},
-                probe=probes.get(i), components=_components(info),
-            ))
-            observations[i], infos[i] = obs, info
-            if terminated or truncated:
-                traj.won, traj.terminated, traj.truncated = bool(info.get("won")), bool(terminated), bool(truncated)
-                traj.error = info.get("error")
-                bar.update(1)
-            else:
-                still.append(i)
-        running = still
-        turn += 1
+    if mode == "sync":
+        running = _play_sync(play, running, max_turns, bar)
+    else:
+        running = _play_async(play, running, max_turns, bar)
     for i in running:  # hit max_turns: the engine's own cap, reported as truncation
-        trajs[i].truncated = True
+        play.trajs[i].truncated = True
     bar.close()
-    for t in trajs:
+    for t in play.trajs:
         t.finish()
     wall = time.perf_counter() - t_start
-    return Rollout(trajs, rollout_metrics(trajs, tokens, wall, timer))
+    return Rollout(play.trajs, rollout_metrics(play.trajs, play.tokens, wall, play.timer))
+
+
+def _play_sync(play: _Play, running: list[int], max_turns: int, bar: Any) -> list[int]:
+    """Turn by turn: generate for every running episode, step them all, record; repeat."""
+    turn = 0
+    while running and turn < max_turns:
+        pending = play.decide(running, play.turn_sampling(turn))
+        t0 = time.perf_counter()
+        results = play.pool.step({i: d.action for i, d in pending.items()})
+        play.timer["env"] += time.perf_counter() - t0
+        running = [i for i in running if not play.record(i, pending[i], results[i], bar)]
+        turn += 1
+    return running
+
+
+def _play_async(play: _Play, running: list[int], max_turns: int, bar: Any) -> list[int]:
+    """Keep env steps in flight; generate for the episodes whose steps came back, as one batch.
+
+    Returns the episodes stopped by `max_turns`. The records are those of `_play_sync`: each
+    episode's turns follow one another exactly as there, only the batches they share differ.
+    """
+    ready = list(running) if max_turns > 0 else []
+    capped = [] if ready else list(running)
+    decided: dict[int, _Decision] = {}
+    micro_batch = 0
+    while ready or decided:
+        if ready:
+            # A fresh seed per micro-batch (not per turn: two micro-batches of the same turn would
+            # otherwise draw the same random stream, and copies of one state would act alike).
+            new = play.decide(sorted(ready), play.turn_sampling(micro_batch))
+            micro_batch += 1
+            ready = []
+            play.pool.submit({i: d.action for i, d in new.items()})
+            decided.update(new)
+        t0 = time.perf_counter()
+        results = play.pool.poll(None)  # at least one; everything that finished meanwhile too
+        play.timer["env"] += time.perf_counter() - t0
+        for i in sorted(results):
+            d = decided.pop(i)
+            if play.record(i, d, results[i], bar):
+                continue
+            (ready if d.turn + 1 < max_turns else capped).append(i)
+    return capped
+
+
+@dataclass
+class _Decision:
+    """A turn generated for one episode, waiting for its env step."""
+
+    turn: int
+    request: Request
+    generation: Any
+    parsed: Any
+    probe: float | None
+
+    @property
+    def action(self) -> str:
+        return self.parsed.action or ""
+
+
+class _Play:
+    """The episodes of one `collect` call and the per-turn work both modes share."""
+
+    def __init__(self, pool: Any, policy: Policy, prompt: PromptBuilder, sampling: SamplingParams,
+                 probe: bool):
+        self.pool, self.policy, self.prompt, self.sampling = pool, policy, prompt, sampling
+        self.probe_affixes = _probe_affixes(prompt) if probe else None
+        self.timer = {"generation": 0.0, "env": 0.0}
+        if probe:
+            self.timer["probe"] = 0.0
+        self.tokens = 0
+        self.trajs: list[Trajectory] = []
+        self.observations: list[dict] = []
+        self.infos: list[dict] = []
+        self.truths: dict[int, str] = {}  # episode -> latest ground truth its env reported
+        # episode -> images of its recent observations (oldest first), as many as the prompt carries
+        self.frames: dict[int, list[tuple]] = {}
+
+    def start(self, seeds: Sequence[int], group_size: int, first_group_id: int) -> list[int]:
+        """Reset G copies of each task; return the episodes that started (a failed reset ends one)."""
+        env_seeds = [int(s) for s in seeds for _ in range(group_size)]
+        t0 = time.perf_counter()
+        self.observations, self.infos = self.pool.reset(seeds=env_seeds)
+        self.timer["env"] += time.perf_counter() - t0
+        n = len(env_seeds)
+        self.trajs = [
+            Trajectory(traj_id=first_group_id * group_size + i, group_id=first_group_id + i // group_size,
+                       seed=env_seeds[i], task=str(self.infos[i].get("task", "")))
+            for i in range(n)
+        ]
+        self.frames = {i: [] for i in range(n)}
+        running = []
+        for i in range(n):
+            if self.infos[i].get("failed"):
+                self.trajs[i].error, self.trajs[i].truncated = self.infos[i].get("error", "reset failed"), True
+            else:
+                running.append(i)
+        return running
+
+    def turn_sampling(self, k: int) -> SamplingParams:
+        # a fresh seed per call, else every call would replay the same random stream
+        return self.sampling if self.sampling.seed is None else replace(self.sampling, seed=self.sampling.seed + 7919 * k)
+
+    def decide(self, episodes: list[int], sampling: SamplingParams) -> dict[int, _Decision]:
+        """Build the episodes' prompts, generate them as one batch, parse the actions."""
+        obs, infos = self.observations, self.infos
+        for i in episodes:
+            _remember_frame(self.frames[i], obs[i], self.prompt.image_history)
+        requests = [_request(self.prompt, self.trajs[i], obs[i], infos[i], self.frames[i]) for i in episodes]
+        if getattr(self.policy, "needs_expert_action", False):
+            t0 = time.perf_counter()
+            for r, a in zip(requests, self.pool.call("expert_action", episodes)):
+                r.meta["expert_action"] = a
+            self.timer["env"] += time.perf_counter() - t0
+
+        probes: dict[int, float] = {}
+        if self.probe_affixes is not None:
+            for i in episodes:
+                _remember_truth(self.truths, i, infos[i])
+            t0 = time.perf_counter()
+            probes = _probe(self.policy, self.probe_affixes, episodes, requests, self.truths)
+            self.timer["probe"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        generations = self.policy.generate(requests, sampling)
+        self.timer["generation"] += time.perf_counter() - t0
+        return {i: _Decision(len(self.trajs[i].steps), req, gen, self.prompt.action_format.parse(gen.text),
+                             probes.get(i))
+                for i, req, gen in zip(episodes, requests, generations)}
+
+    def record(self, i: int, d: _Decision, result: Any, bar: Any) -> bool:
+        """Record episode `i`'s step and take in its new observation; True when the episode ended."""
+        obs, reward, terminated, truncated, info = result
+        traj, gen, p = self.trajs[i], d.generation, d.parsed
+        self.tokens += len(gen.response_ids)
+        traj.steps.append(StepRecord(
+            group_id=traj.group_id, traj_id=traj.traj_id, turn=d.turn, messages=d.request.messages,
+            prompt_ids=list(gen.prompt_ids), response_ids=list(gen.response_ids),
+            logprobs=[float(x) for x in gen.logprobs], response=gen.text, action=p.action,
+            well_formed=p.well_formed, parse_reason=p.reason,
+            valid=bool(p.well_formed and info.get("valid_action", True)),
+            reward=float(reward), anchor=str(self.observations[i]["anchor"]),
+            observation=self.observations[i]["text"], done=bool(terminated or truncated),
+            truncated_response=gen.truncated,
+            info={k: info[k] for k in _KEPT_INFO if k in info},
+            probe=d.probe, components=_components(info),
+        ))
+        self.observations[i], self.infos[i] = obs, info
+        if terminated or truncated:
+            traj.won, traj.terminated, traj.truncated = bool(info.get("won")), bool(terminated), bool(truncated)
+            traj.error = info.get("error")
+            bar.update(1)
+            return True
+        return False
 
 
 def _remember_frame(frames: list[tuple], obs: dict, keep: int) -> None:

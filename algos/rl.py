@@ -475,7 +475,8 @@ def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig) ->
                               greedy=ev.greedy)
     seeds = list(range(ev.seed, ev.seed + ev.episodes))
     lo, hi = dist.shard_range(len(seeds))  # distributed: each rank plays its slice of the rooms
-    policy.model.eval()
+    if getattr(policy, "model", None) is not None:  # scripted and served policies have no local model
+        policy.model.eval()
     trajs: list[Trajectory] = []
     for start in range(lo, hi, pool.num_envs):
         trajs += collect(pool, policy, seeds[start:min(start + pool.num_envs, hi)], 1, sampling, prompt).trajectories

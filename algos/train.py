@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
     from agents.prompts import PromptBuilder
-    from envs import EnvPool
+    from envs import make_pool
     from envs.registry import spec
 
     out = Path(cfg.out_dir).expanduser()
@@ -160,7 +160,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
     share = lambda n: -(-n // ctx.world)  # noqa: E731
     pool_size = max(share(cfg.rl.tasks_per_iter) * rollouts_per_task(cfg), share(min(cfg.eval.episodes, 128)), 1)
     t_start = time.perf_counter()
-    with EnvPool(cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers, env_kwargs=cfg.env.options()) as pool:
+    extra = {"address": cfg.env.ray_address} if cfg.env.pool == "ray" else {}
+    with make_pool(cfg.env.pool, cfg.env.id, num_envs=pool_size, num_workers=cfg.env.workers,
+                   env_kwargs=cfg.env.options(), **extra) as pool:
         policy = _load_policy_on_every_rank(cfg, out, compact)
         ref_model = copy.deepcopy(policy.model).eval() if cfg.loss.kl_coef > 0 else None
         from algos.rl import RLTrainer, evaluate

@@ -42,7 +42,11 @@ class EnvConfig:
     id: str = "sokoban"
     #: Options for envs.make; unset (null) takes TRAIN_ENV_KWARGS[id], {} the env's own defaults.
     kwargs: Optional[dict] = None
-    workers: int = 2  # env worker processes; 0 = in the trainer's process
+    workers: int = 2  # env worker processes (or Ray actors); 0 = in the trainer's process
+    #: where the envs run: "process" (worker processes here) or "ray" (actors; pip install -e '.[ray]')
+    pool: Literal["process", "ray"] = "process"
+    #: the Ray cluster to join with pool=ray ("auto", "HEAD_IP:6379"); None starts a local one on 127.0.0.1
+    ray_address: Optional[str] = None
     #: Past (observation, action) pairs in each prompt. A Sokoban grid is the full state, so the
     #: default run leaves history out and trains ~2x faster; other envs want 2 (verl-agent's default).
     history_length: int = 0

@@ -3,6 +3,7 @@
 from envs.base import ActionFormat, AgentEnv, AnyText, ParsedAction, image_anchor, observation_space
 from envs.registry import UnknownEnvError, list_envs, make, register, spec
 from envs.pool import EnvPool, EnvFailure
+from envs.ray_pool import make_pool
 
 register("sokoban", "envs.sokoban:SokobanEnv",
          description="Push boxes onto targets on a procedurally generated grid (text and/or image).")
@@ -35,5 +36,5 @@ for _task in _MINIWOB_TASKS:
 
 __all__ = [
     "ActionFormat", "AgentEnv", "AnyText", "EnvFailure", "EnvPool", "ParsedAction", "UnknownEnvError",
-    "image_anchor", "list_envs", "make", "observation_space", "register", "spec",
+    "image_anchor", "list_envs", "make", "make_pool", "observation_space", "register", "spec",
 ]

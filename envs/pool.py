@@ -266,6 +266,8 @@ class _Worker:
     def __init__(self, ctx: Any, spec: EnvSpec, env_kwargs: dict, count: int, name: str):
         self.progress = ctx.RawValue("l", -1)  # index of the op being run, written by the worker
         self.separate = False  # whether the batch in flight asked for separately pickled outcomes
+        # The parent's watch on the batch in flight: the op index last seen, and since when.
+        self.seen, self.since = -1, time.monotonic()
         self.conn, child_conn = ctx.Pipe()
         lifeline, self._lifeline = ctx.Pipe(duplex=False)  # see _exit_when_orphaned
         self.process = ctx.Process(target=_worker_main, name=name, daemon=True,
@@ -404,6 +406,7 @@ class EnvPool:
         self._workers: list[_Worker] = []
         self._inline_envs: list | None = None
         self._closed = False
+        self._init_async()
         # Envs are strided over workers; in-process mode is one "worker" holding all of them.
         self._stride = max(1, self._num_workers)
         # The finalizer holds the worker list, not the pool, so a forgotten pool can be collected.
@@ -472,30 +475,67 @@ class EnvPool:
         """Step the listed envs, `{env_index: action}`; returns `{env_index: StepResult}`.
 
         An env whose episode failed returns its failure result again (without being stepped) until
-        it is reset. Stepping an env that was never reset raises ValueError.
+        it is reset. Stepping an env that was never reset, or one whose submitted step has not been
+        polled yet, raises ValueError. Results of other envs' submitted steps that finish meanwhile
+        wait for the next `poll`.
+        """
+        wanted = list(dict.fromkeys(self._index(key) for key in actions))
+        self.submit(actions)
+        while any(g not in self._finished for g in wanted):
+            self._advance(None)
+        self._pending.difference_update(wanted)
+        return {g: self._finished.pop(g) for g in wanted}
+
+    def submit(self, actions: Mapping[int, Any]) -> None:
+        """Start stepping the listed envs, `{env_index: action}`, without waiting for them.
+
+        Collect the results with `poll`. Each env's step runs as soon as its worker is free (a
+        worker runs its envs one after another), with the same timeouts, restarts and failure
+        results as `step`. An env may have one submitted step at a time; `reset` and `call` on an
+        env whose step has not been polled raise ValueError.
         """
         self._check_open()
         ops: dict[int, _Op] = {}
-        results: dict[int, StepResult] = {}
-        for key, action in actions.items():
+        failed: dict[int, StepResult] = {}
+        for key, action in actions.items():  # check everything before anything starts
             g = self._index(key)
             slot = self._slots[g]
+            if g in self._pending:
+                raise ValueError(f"env {g} already has a submitted step; poll() its result first")
             if slot.error is not None:
-                results[g] = slot.failed_result()
+                failed[g] = slot.failed_result()
             elif slot.seed is None:
                 raise ValueError(f"env {g} has not been reset yet; call reset() first")
             else:
                 ops[g] = _Op("step", self._local(g), action)
-        for g, (status, detail) in self._execute(ops).items():
-            slot = self._slots[g]
-            if status == "ok":
-                slot.actions.append(ops[g].arg)
-                slot.last_obs = detail[0]
-                results[g] = StepResult(*detail)
-            else:
-                self._fail(g, detail)
-                results[g] = slot.failed_result()
-        return {self._index(key): results[self._index(key)] for key in actions}
+        self._pending.update(failed)
+        self._pending.update(ops)
+        self._finished.update(failed)
+        if self._inline_envs is not None:  # nothing to overlap with: run them now
+            for g, op in ops.items():
+                self._commit_step(g, op, _run_op(self._inline_envs, op))
+            return
+        for g, op in ops.items():
+            self._queued.setdefault(g % self._stride, []).append(op)
+        self._dispatch()
+
+    def poll(self, timeout: float | None = None) -> dict[int, StepResult]:
+        """Results of submitted steps that have finished, `{env_index: StepResult}`.
+
+        Waits up to `timeout` seconds (None: as long as it takes) for at least one result, and
+        returns every one ready by then; `{}` when nothing finished in time or nothing was submitted.
+        """
+        self._check_open()
+        if self._inflight:
+            self._advance(0.0 if self._finished else timeout)
+        done, self._finished = self._finished, {}
+        self._pending.difference_update(done)
+        return done
+
+    @property
+    def pending(self) -> set[int]:
+        """Envs with a submitted step whose result `poll` has not returned yet."""
+        return set(self._pending)
 
     def call(self, method: str, indices: Sequence[int] | None = None) -> list[Any]:
         """Call the zero-argument `method` on the listed envs (all when None); results in that order.
@@ -624,7 +664,81 @@ class EnvPool:
         worker = self._workers[w]
         worker.progress.value = -1  # no op started yet
         worker.separate = separate  # tells _receive how to read the reply
+        worker.seen, worker.since = -1, time.monotonic()
         worker.send(("batch", ops, separate))
+
+    # -- submitted steps ---------------------------------------------------------------------------
+    #
+    # A worker runs one batch at a time. Submitted steps queue per worker and go out as one batch
+    # whenever the worker is free; a finished batch's results are committed to the env records at
+    # once (a later loss on that worker replays them). A lost batch is recovered exactly as in
+    # `step`'s rounds (`_finish_lost`), blocking: losses are rare and recovery must not interleave.
+
+    def _init_async(self) -> None:
+        self._queued: dict[int, list[_Op]] = {}  # worker -> steps waiting for it to be free
+        self._inflight: dict[int, list[_Op]] = {}  # worker -> the batch it is running
+        self._finished: dict[int, StepResult] = {}  # env -> result not yet handed out
+        self._pending: set[int] = set()  # envs submitted and not yet handed out
+
+    def _dispatch(self) -> None:
+        """Send each free worker its queued steps as one batch."""
+        for w in [w for w in self._queued if w not in self._inflight]:
+            batch = []
+            for op in self._queued.pop(w):
+                g = self._global(w, op.local)
+                if self._slots[g].error is not None:  # failed while a sibling's loss was recovered
+                    self._finished[g] = self._slots[g].failed_result()
+                else:
+                    batch.append(op)
+            if batch:
+                self._inflight[w] = batch
+                self._start_batch(w, batch)
+
+    def _advance(self, timeout: float | None) -> None:
+        """Wait up to `timeout` for busy workers, commit what came back, send what was queued."""
+        try:
+            replies = self._wait_batches(list(self._inflight), timeout) if self._inflight else {}
+            for w, reply in replies.items():
+                ops = self._inflight.pop(w)
+                outcomes = reply if isinstance(reply, list) else self._finish_lost(w, ops, reply)
+                for op, outcome in zip(ops, outcomes):
+                    self._commit_step(self._global(w, op.local), op, outcome)
+            self._dispatch()
+        except BaseException:
+            # Interrupted mid-recovery (e.g. Ctrl-C): the workers no longer match the records.
+            self.close()
+            raise
+
+    def _commit_step(self, g: int, op: _Op, outcome: Outcome) -> None:
+        status, detail = outcome
+        slot = self._slots[g]
+        if status == "ok":
+            slot.actions.append(op.arg)
+            slot.last_obs = detail[0]
+            self._finished[g] = StepResult(*detail)
+        else:
+            self._fail(g, detail)
+            self._finished[g] = slot.failed_result()
+
+    def _settle(self, envs: Iterable[int]) -> None:
+        """Let the workers of `envs` finish their submitted steps (results wait for `poll`), so
+        that a reset or call can use them; refuse envs whose own step is still unpolled."""
+        envs = set(envs)
+        busy = sorted(envs & self._pending)
+        if busy:
+            raise ValueError(f"env(s) {busy} have a submitted step; poll() their results first")
+        workers = {g % self._stride for g in envs}
+        while workers & (self._inflight.keys() | self._queued.keys()):
+            self._advance(None)
+
+    def _start_batch(self, w: int, ops: list[_Op]) -> None:
+        self._send_batch(w, ops)
+
+    def _wait_batches(self, workers: list[int], timeout: float | None) -> dict[int, Any]:
+        return self._gather_some(workers, timeout)
+
+    def _finish_lost(self, w: int, ops: list[_Op], lost: Any) -> list[Outcome]:
+        return self._run({w: ops}, first={w: lost})[w]
 
     # -- running operations ----------------------------------------------------------------------
 
@@ -632,6 +746,7 @@ class EnvPool:
         """Run one op per listed env (keyed by global index) and return their outcomes."""
         if not ops:
             return {}
+        self._settle(ops)
         if self._inline_envs is not None:
             return {g: _run_op(self._inline_envs, op) for g, op in ops.items()}
         jobs: dict[int, list[_Op]] = {}
@@ -646,8 +761,11 @@ class EnvPool:
         return {self._global(w, op.local): outcome
                 for w, job in jobs.items() for op, outcome in zip(job, outcomes[w])}
 
-    def _run(self, jobs: dict[int, list[_Op]]) -> dict[int, list[Outcome]]:
+    def _run(self, jobs: dict[int, list[_Op]],
+             first: Mapping[int, list[Outcome] | _Lost] | None = None) -> dict[int, list[Outcome]]:
         """Send each worker its ops, gather the replies, and recover from hung or dead workers.
+
+        `first`: the replies of a first round already sent (by `submit`); the rounds go on from there.
 
         A round sends every unfinished job and waits for all of them. A lost worker's job goes into
         the next round without the op that was blamed (and without ops of envs that failed while
@@ -658,10 +776,12 @@ class EnvPool:
         todo = {w: list(range(len(ops))) for w, ops in jobs.items()}
         retried_unexplained: set[int] = set()
         separate: set[int] = set()  # workers whose reply did not unpickle as a whole
+        replies = dict(first or {})
         while todo:
-            for w, positions in todo.items():
-                self._send_batch(w, [jobs[w][p] for p in positions], separate=w in separate)
-            replies = self._gather(todo)
+            if not replies:
+                for w, positions in todo.items():
+                    self._send_batch(w, [jobs[w][p] for p in positions], separate=w in separate)
+                replies = self._gather(todo)
             next_round = {}
             for w, reply in replies.items():
                 positions = todo[w]
@@ -678,7 +798,7 @@ class EnvPool:
                 else:
                     for p, outcome in zip(positions, reply):
                         results[w][p] = outcome
-            todo = next_round
+            todo, replies = next_round, {}
         return results
 
     def _after_loss(self, w: int, ops: list[_Op], positions: list[int], lost: _Lost,
@@ -748,37 +868,51 @@ class EnvPool:
         return ops, owners
 
     def _gather(self, workers: Iterable[int]) -> dict[int, list[Outcome] | _Lost]:
-        """Wait for a reply from each listed worker, timing each op against `self.timeout`.
+        """Wait for a reply from each listed worker (see `_gather_some`)."""
+        waiting = set(workers)
+        replies: dict[int, list[Outcome] | _Lost] = {}
+        while waiting:
+            got = self._gather_some(waiting, None)
+            replies.update(got)
+            waiting -= got.keys()
+        return replies
+
+    def _gather_some(self, workers: Iterable[int], timeout: float | None) -> dict[int, list[Outcome] | _Lost]:
+        """Replies of the listed busy workers that finished, waiting up to `timeout` seconds (None:
+        as long as it takes) for at least one; a worker that hung or died replies with `_Lost`.
 
         Each worker publishes the index of the op it is running; an index that has not moved for
-        longer than `timeout` means that op hangs, and the worker is killed.
+        longer than `self.timeout` means that op hangs, and the worker is killed. The watch lives on
+        the worker (set when its batch was sent), so it runs on between calls.
         """
-        now = time.monotonic()
-        watch = {w: [-1, now] for w in workers}  # w -> [op index seen, since when]
+        workers = list(workers)
+        deadline = None if timeout is None else time.monotonic() + timeout
         replies: dict[int, list[Outcome] | _Lost] = {}
         poll = 0.05 if self.timeout is None else min(0.05, self.timeout / 4)
-        while watch:
+        while True:
             handles = {}
-            for w in watch:
+            for w in workers:
                 handles[self._workers[w].conn] = w
                 handles[self._workers[w].process.sentinel] = w
-            for ready in mp_connection.wait(list(handles), timeout=poll):
+            wait = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            for ready in mp_connection.wait(list(handles), timeout=wait):
                 w = handles[ready]
                 if w not in replies:
                     replies[w] = self._receive(w)
             now = time.monotonic()
-            for w in list(watch):
-                if w in replies:
-                    del watch[w]
-                elif self.timeout is not None:
-                    index = self._workers[w].progress.value
-                    if index != watch[w][0]:
-                        watch[w] = [index, now]
-                    elif now - watch[w][1] > self.timeout:
-                        self._workers[w].kill()
+            if self.timeout is not None:
+                for w in workers:
+                    worker = self._workers[w]
+                    if w in replies:
+                        continue
+                    index = worker.progress.value
+                    if index != worker.seen:
+                        worker.seen, worker.since = index, now
+                    elif now - worker.since > self.timeout:
+                        worker.kill()
                         replies[w] = _Lost(index, f"timeout after {self.timeout:g}s")
-                        del watch[w]
-        return replies
+            if replies or (deadline is not None and now >= deadline):
+                return replies
 
     def _receive(self, w: int) -> list[Outcome] | _Lost:
         """Read worker `w`'s reply; a closed pipe or an exited process means the worker died."""

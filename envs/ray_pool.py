@@ -222,6 +222,8 @@ class RayEnvPool(EnvPool):
         self._closed = False
         self._actors: list = []
         self._pids: list[int] = []
+        self._init_async()
+        self._batch_calls: dict[int, tuple[Any, float]] = {}  # actor -> (submitted call, sent when)
         # The finalizer holds the actor list, not the pool, so a forgotten pool can be collected.
         self._finalizer = weakref.finalize(self, _shutdown_actors, self._actors)
         self._start_actors()
@@ -302,6 +304,7 @@ class RayEnvPool(EnvPool):
         """Run one op per listed env (keyed by global index) and return their outcomes."""
         if not ops:
             return {}
+        self._settle(ops)
         jobs: dict[int, list[_Op]] = {}
         for g, op in ops.items():
             jobs.setdefault(g % self._stride, []).append(op)
@@ -314,17 +317,21 @@ class RayEnvPool(EnvPool):
         return {self._global(w, op.local): outcome
                 for w, job in jobs.items() for op, outcome in zip(job, outcomes[w])}
 
-    def _run_jobs(self, jobs: dict[int, list[_Op]]) -> dict[int, list[Outcome]]:
+    def _run_jobs(self, jobs: dict[int, list[_Op]],
+                  first: Mapping[int, Any] | None = None) -> dict[int, list[Outcome]]:
         """Run each actor's ops; after a loss, replace the actor and rerun one call per op.
 
         Every round in the one-call-per-op mode blames one op of each lost actor, so this ends.
+        `first`: the replies of a first round of batch calls already sent (by `submit`).
         """
         results: dict[int, list] = {w: [None] * len(ops) for w, ops in jobs.items()}
         todo = {w: list(range(len(ops))) for w, ops in jobs.items()}
         one_by_one: set[int] = set()
+        replies = dict(first or {})
         while todo:
-            replies = self._submit_and_wait({w: [jobs[w][p] for p in ps] for w, ps in todo.items()},
-                                            one_by_one)
+            if not replies:
+                replies = self._submit_and_wait({w: [jobs[w][p] for p in ps] for w, ps in todo.items()},
+                                                one_by_one)
             next_round = {}
             for w, reply in replies.items():
                 ops, positions = jobs[w], todo[w]
@@ -345,8 +352,46 @@ class RayEnvPool(EnvPool):
                 rest = self._drop_failed(w, ops, rest, results[w])
                 if rest:
                     next_round[w] = rest
-            todo = next_round
+            todo, replies = next_round, {}
         return results
+
+    # -- submitted steps: one batch call per actor, watched with ray.wait -----------------------
+
+    def _start_batch(self, w: int, ops: list[_Op]) -> None:
+        self._batch_calls[w] = (self._actors[w].run.remote(ops), time.monotonic())
+
+    def _wait_batches(self, workers: list[int], timeout: float | None) -> dict[int, Any]:
+        """Replies of the listed actors' batch calls that finished, waiting up to `timeout` (None:
+        as long as it takes) for at least one; a call pending longer than `self.timeout` kills its
+        actor and comes back as a loss that blames no op (as a batch call in `_submit_and_wait`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = 0.05 if self.timeout is None else min(0.05, self.timeout / 4)
+        replies: dict[int, Any] = {}
+        while True:
+            owner = {self._batch_calls[w][0]: w for w in workers}
+            wait = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            # Return at the first finished call, then pick up any others already finished.
+            ready = self._ray.wait(list(owner), num_returns=1, timeout=wait)[0]
+            if ready:
+                rest = [ref for ref in owner if ref not in ready]
+                ready += self._ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+            for ref in ready:
+                w = owner[ref]
+                replies[w] = self._collect(w, [ref], False)
+                del self._batch_calls[w]
+            now = time.monotonic()
+            for w in workers:
+                if w in replies or self.timeout is None:
+                    continue
+                if now - self._batch_calls[w][1] > self.timeout:
+                    self._kill(w)
+                    replies[w] = _Lost(None, f"timeout after {self.timeout:g}s")
+                    del self._batch_calls[w]
+            if replies or (deadline is not None and now >= deadline):
+                return replies
+
+    def _finish_lost(self, w: int, ops: list[_Op], lost: Any) -> list[Outcome]:
+        return self._run_jobs({w: ops}, first={w: lost})[w]
 
     def _restore(self, w: int, skip: set[int]) -> None:
         """Give actor `w` a fresh process and replay its live envs' episodes on it.
