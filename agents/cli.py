@@ -36,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--image-history", type=int, default=1,
                    help="steps whose images the prompt carries, the current one included (image envs)")
     r.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE", help="env option")
+    r.add_argument("--async", dest="async_rollout", action="store_true",
+                   help="generate for each episode as soon as its env step returns (collect mode='async')")
     _pool_arguments(r)
 
     e = sub.add_parser("eval", help="success of a policy on an env's evaluation tasks (JSON)")
@@ -287,7 +289,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             tqdm(total=args.episodes, desc=f"rollout {args.env}", unit="ep") as bar:
         for start in range(0, n_tasks, tasks_per_batch):
             batch = seeds[start:start + tasks_per_batch]
-            ro = collect(pool, policy, batch, args.group_size, sampling, prompt, first_group_id=start)
+            ro = collect(pool, policy, batch, args.group_size, sampling, prompt, first_group_id=start,
+                         mode="async" if args.async_rollout else "sync")
             trajs += ro.trajectories
             tokens += ro.metrics["tokens_generated"]
             wall += ro.metrics["time_total"]

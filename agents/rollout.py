@@ -5,6 +5,10 @@ prompt per *running* episode from its memory, generate all of them in one batche
 actions, step only those environments, record a `StepRecord` per decision. Finished episodes are
 never sent to the policy again.
 
+`collect(..., mode="async")` records the same steps without the turn barrier: env steps stay in
+flight (`pool.submit`/`pool.poll`), and whenever some have returned, their episodes' next turns are
+generated as one batch while the others are still stepping.
+
 With `probe_ground_truth=True` each turn also gets the IGPO / A2TGPO probe (algorithms.md §4.1):
 before the turn is generated, the policy scores the env's ground truth as if it answered right
 away, and the mean log-prob of the answer tokens lands on `StepRecord.probe`.

@@ -183,6 +183,7 @@ class RLTrainer:
                                   seed=self.cfg.seed * 7_919 + iteration + round_ * 104_729)
         self.model.eval()
         kwargs = {"probe_ground_truth": True} if self.cfg.algo.name in PROBE_ESTIMATORS else {}
+        kwargs["mode"] = "async" if rl.async_rollout else "sync"
         first_group = (iteration * rl.max_sampling_rounds + round_) * rl.tasks_per_iter
         return collect_groups(self.pool, self.policy, self.task_seeds(iteration, round_), self.group_size, sampling,
                               self.prompt, first_group_id=first_group, **kwargs)

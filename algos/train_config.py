@@ -248,6 +248,9 @@ class RLConfig:
     max_sampling_rounds: int = 3
     #: Encode a prompt shared by several rows once in the training forward (algorithms.md §15).
     shared_prefix: bool = True
+    #: generate each episode's next turn as soon as its env step returns, not when the whole turn has
+    #: (same trajectories as sync with greedy decoding; sampled ones differ, see agents/rollout.py)
+    async_rollout: bool = False
 
 
 @dataclass

@@ -15,6 +15,11 @@ Design
 * Batching. Each `reset`/`step`/`call` sends one message per worker that has work and gathers one
   reply per worker. Observations travel pickled through a `multiprocessing` pipe (numpy images
   pickle as raw buffers).
+* Submitted steps. `submit(actions)` starts steps without waiting and `poll(timeout)` returns
+  whichever have finished (`step` is submit + wait for those envs). Steps for a busy worker queue and
+  go out as its next batch; a finished batch is committed to the env records at once, and a lost one
+  is recovered as in `step`, with the same timeouts and failure results. `reset` and `call` first
+  let the workers they need finish their submitted steps.
 * Start method. Workers are started with "forkserver" (where the platform has it, else "spawn").
   "fork" is unsafe here: the parent usually runs torch / tokenizers / inference threads, and a forked
   child inherits any lock those threads held, locked forever; it would also inherit every other

@@ -27,6 +27,8 @@ Design
   hanging env is therefore reported after about 2 x timeout (one to notice the stuck batch, one to
   find the env) plus the replay; a batch that is merely slow is rerun one operation at a time and
   succeeds.
+* Submitted steps (`submit`/`poll`) go out as one batch call per actor and are watched with
+  `ray.wait`; a call pending longer than `timeout`, or a dead actor, is recovered as above.
 * Results that do not come back (an exception while Ray pickles or unpickles them) count as a
   loss of the batch; in the one-call-per-operation mode they fail only their env.
 * Cluster. `address=None` uses this process's Ray connection if there is one, else starts a local
