@@ -329,7 +329,7 @@ class ModelServer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`groupwise serve-model`: load a model with the hf backend and serve it until Ctrl-C."""
-    from tools.serving import is_loopback
+    from tools.serving import is_loopback, serve_until_interrupted
 
     p = argparse.ArgumentParser(prog="groupwise serve-model",
                                 description="Serve a local model over an OpenAI-compatible chat API (/v1).")
@@ -363,12 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"serving {name!r} at {server.url}/v1 (policy: openai:{server.url}/v1#{name}; Ctrl-C to stop)",
           flush=True)
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)
     return 0
 
 

@@ -46,22 +46,31 @@ IM_END = "<|im_end|>"
 #: Appended after the BPE vocabulary, in this order (as in Qwen2).
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 
-#: ChatML, Qwen style, without Qwen's default system prompt (prompts stay short for tiny models).
-#: Content may be a string or a list of parts ({"type": "text", "text": ...}); non-text parts are skipped.
-CHATML_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
-    "{%- if message['content'] is string -%}"
-    "{{- message['content'] -}}"
-    "{%- elif message['content'] is not none -%}"
-    "{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- endif -%}"
-    "{{- '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
+def chatml_template(image_placeholder: str = "") -> str:
+    """ChatML, Qwen style, without Qwen's default system prompt (prompts stay short for tiny models).
+
+    Content may be a string or a list of parts ({"type": "text", "text": ...}); an image part
+    becomes `image_placeholder` (VLMs) and other parts are skipped.
+    """
+    image = (f"{{%- elif part['type'] == 'image' -%}}{{{{- '{image_placeholder}' -}}}}"
+             if image_placeholder else "")
+    return (
+        "{%- for message in messages -%}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+        "{%- if message['content'] is string -%}"
+        "{{- message['content'] -}}"
+        "{%- elif message['content'] is not none -%}"
+        "{%- for part in message['content'] -%}"
+        "{%- if part['type'] == 'text' -%}{{- part['text'] -}}" + image + "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- endif -%}"
+        "{{- '<|im_end|>\\n' -}}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+    )
+
+
+CHATML_TEMPLATE = chatml_template()
 
 MARKER_FILE = "tiny_build.json"
 _BUILD_FORMAT = 1  # bump when the build procedure changes so old folders are rebuilt

@@ -302,25 +302,8 @@ class RayEnvPool(EnvPool):
 
     # -- running operations ----------------------------------------------------------------------
 
-    def _execute(self, ops: Mapping[int, _Op]) -> dict[int, Outcome]:
-        """Run one op per listed env (keyed by global index) and return their outcomes."""
-        if not ops:
-            return {}
-        self._settle(ops)
-        jobs: dict[int, list[_Op]] = {}
-        for g, op in ops.items():
-            jobs.setdefault(g % self._stride, []).append(op)
-        try:
-            outcomes = self._run_jobs(jobs)
-        except BaseException:
-            # Interrupted mid-batch (e.g. Ctrl-C): the actors' state no longer matches the records.
-            self.close()
-            raise
-        return {self._global(w, op.local): outcome
-                for w, job in jobs.items() for op, outcome in zip(job, outcomes[w])}
-
-    def _run_jobs(self, jobs: dict[int, list[_Op]],
-                  first: Mapping[int, Any] | None = None) -> dict[int, list[Outcome]]:
+    def _run(self, jobs: dict[int, list[_Op]],
+             first: Mapping[int, Any] | None = None) -> dict[int, list[Outcome]]:
         """Run each actor's ops; after a loss, replace the actor and rerun one call per op.
 
         Every round in the one-call-per-op mode blames one op of each lost actor, so this ends.
@@ -391,9 +374,6 @@ class RayEnvPool(EnvPool):
                     del self._batch_calls[w]
             if replies or (deadline is not None and now >= deadline):
                 return replies
-
-    def _finish_lost(self, w: int, ops: list[_Op], lost: Any) -> list[Outcome]:
-        return self._run_jobs({w: ops}, first={w: lost})[w]
 
     def _restore(self, w: int, skip: set[int]) -> None:
         """Give actor `w` a fresh process and replay its live envs' episodes on it.

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from tools.embeddings import MODEL_ID, DenseIndex, MiniLMEncoder
-from tools.serving import LoopbackServer, is_loopback
+from tools.serving import LoopbackServer, is_loopback, serve_until_interrupted
 
 METHODS = ("bm25", "dense")
 DEFAULT_TOPK = 3  # Search-R1's default
@@ -325,12 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     how = "built" if retriever.built else f"loaded from {retriever.cache_path}"
     print(f"{args.method} index over {len(retriever)} documents {how} in {time.perf_counter() - start:.1f}s")
     print(f"serving POST {server.url}/retrieve (Ctrl-C to stop)", flush=True)
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)
     return 0
 
 

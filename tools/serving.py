@@ -77,3 +77,13 @@ class LoopbackServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def serve_until_interrupted(server: Any) -> None:
+    """Block until the server stops or Ctrl-C, then stop it (what a `groupwise serve-*` command does)."""
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
