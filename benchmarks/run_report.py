@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     (OUT / f"{args.name}.json").write_text(json.dumps(report, indent=2))
-    plot_runs({label: [(e["iteration"], e["success"]) for e in run["curve"]] for label, run in report.items()},
+    last = max(e["iteration"] for run in report.values() for e in run["curve"])
+    series = {label: [(e["iteration"], e["success"]) for e in run["curve"]] for label, run in report.items()}
+    for label, points in series.items():
+        if len(points) == 1:  # a run evaluated once (a warm start) is drawn as a level to compare with
+            series[label] = [points[0], (max(last, points[0][0] + 1), points[0][1])]
+    plot_runs(series,
               OUT / f"{args.name}.png", title=f"{args.name}: evaluation success", xlabel="iteration",
               ylabel="success")
     print("\n".join(lines))
