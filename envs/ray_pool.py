@@ -401,35 +401,39 @@ class RayEnvPool(EnvPool):
 
     def _submit_and_wait(self, batches: dict[int, list[_Op]],
                          one_by_one: set[int]) -> dict[int, list[Outcome] | _Lost]:
-        """Send each actor its ops (one call, or one call per op) and wait for all replies.
+        """Send each actor its ops and wait for all replies: one call with all of them, or, for an
+        actor in `one_by_one`, one call per op, each sent when the one before came back.
 
-        The oldest unfinished call of an actor is timed from when the call before it came back (or
-        from the start); past `timeout` the actor is killed and that call blamed.
+        Sending them one at a time is what pins a death on its op: calls queued behind a fatal one
+        die with the actor, and so can a finished call whose reply had not left the process yet.
+        The running call is timed from when it was sent; past `timeout` the actor is killed and
+        that call blamed.
         """
-        calls = {w: [self._actors[w].run.remote([op]) for op in ops] if w in one_by_one
-                 else [self._actors[w].run.remote(ops)] for w, ops in batches.items()}
-        start = time.monotonic()
-        heads = {w: [0, start] for w in calls}  # actor -> [oldest unfinished call, since when]
+        calls = {w: [self._actors[w].run.remote(ops[:1] if w in one_by_one else ops)]
+                 for w, ops in batches.items()}
+        running = {w: time.monotonic() for w in calls}  # actor -> when its newest call was sent
         replies: dict[int, list[Outcome] | _Lost] = {}
         poll = 0.05 if self.timeout is None else min(0.05, self.timeout / 4)
-        while heads:
-            pending = [ref for w, (head, _) in heads.items() for ref in calls[w][head:]]
-            ready = set(self._ray.wait(pending, num_returns=len(pending), timeout=poll)[0])
+        while running:
+            ready = set(self._ray.wait([calls[w][-1] for w in running], num_returns=len(running),
+                                       timeout=poll)[0])
             now = time.monotonic()
-            for w in list(heads):
-                refs, (head, since) = calls[w], heads[w]
-                moved = head
-                while moved < len(refs) and refs[moved] in ready:
-                    moved += 1
-                if moved == len(refs):
+            for w in list(running):
+                refs = calls[w]
+                if refs[-1] in ready:
+                    sent = len(refs)
+                    if w in one_by_one and sent < len(batches[w]):
+                        lost = self._collect(w, refs[-1:], True)
+                        if not isinstance(lost, _Lost):  # go on with the next op
+                            refs.append(self._actors[w].run.remote([batches[w][sent]]))
+                            running[w] = now
+                            continue
                     replies[w] = self._collect(w, refs, w in one_by_one)
-                    del heads[w]
-                elif moved != head:
-                    heads[w] = [moved, now]
-                elif self.timeout is not None and now - since > self.timeout:
+                    del running[w]
+                elif self.timeout is not None and now - running[w] > self.timeout:
                     self._kill(w)
-                    replies[w] = _Lost(head if w in one_by_one else None, f"timeout after {self.timeout:g}s")
-                    del heads[w]
+                    replies[w] = _Lost(len(refs) - 1 if w in one_by_one else None, f"timeout after {self.timeout:g}s")
+                    del running[w]
         return replies
 
     def _collect(self, w: int, refs: list, one_by_one: bool) -> list[Outcome] | _Lost:
