@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 __all__ = [
     "QWEN2_SPLIT_REGEX",
@@ -255,26 +255,34 @@ def _build(out_dir: Path, texts: list[str], params: dict, digest: str) -> Path:
     )
     model.generation_config = gen_config
 
+    marker = {"hash": digest, "params": params, "n_texts": len(texts), "format": _BUILD_FORMAT}
+    return _save_build(out_dir, [model, hf_tok], marker)
+
+
+def _save_build(out_dir: Path, parts: Sequence[Any], marker: dict) -> Path:
+    """Save `parts` (anything with `save_pretrained`) and the marker file into `out_dir`, atomically.
+
+    The folder is written aside and renamed into place, so readers never see half a build; when
+    another process finished the same build (same marker hash) first, theirs is kept.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp)
-        hf_tok.save_pretrained(tmp)
+        for part in parts:
+            part.save_pretrained(tmp)
         # Make the saved tokenizer_config explicit about the class AutoTokenizer should use.
         cfg_path = tmp / "tokenizer_config.json"
         tok_cfg = json.loads(cfg_path.read_text())
         tok_cfg.update(tokenizer_class="Qwen2Tokenizer", add_prefix_space=False, bos_token=None, unk_token=None)
         cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False))
-        (tmp / MARKER_FILE).write_text(
-            json.dumps({"hash": digest, "params": params, "n_texts": len(texts), "format": _BUILD_FORMAT}, indent=2)
-        )
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir, ignore_errors=True)
         try:
             os.replace(tmp, out_dir)
         except OSError:
             # Another process finished the same build first: keep theirs if it matches.
-            if _marker_hash(out_dir) != digest:
+            if _marker_hash(out_dir) != marker["hash"]:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:

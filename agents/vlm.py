@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -418,27 +416,5 @@ def _build(out_dir: Path, texts: list[str], p: dict, digest: str) -> Path:
         patch_size=p["patch_size"], merge_size=2, temporal_patch_size=2,
         size={"shortest_edge": factor * factor, "longest_edge": p["max_pixels"]})
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        hf_tok.save_pretrained(tmp)
-        image_processor.save_pretrained(tmp)
-        cfg_path = tmp / "tokenizer_config.json"
-        tok_cfg = json.loads(cfg_path.read_text())
-        tok_cfg.update(tokenizer_class="Qwen2Tokenizer", add_prefix_space=False, bos_token=None, unk_token=None)
-        cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False))
-        (tmp / tiny.MARKER_FILE).write_text(json.dumps(
-            {"hash": digest, "params": p, "n_texts": len(texts), "format": _VLM_FORMAT, "kind": "vlm"}, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir, ignore_errors=True)
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if tiny._marker_hash(out_dir) != digest:
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    marker = {"hash": digest, "params": p, "n_texts": len(texts), "format": _VLM_FORMAT, "kind": "vlm"}
+    return tiny._save_build(out_dir, [model, hf_tok, image_processor], marker)
