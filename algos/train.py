@@ -165,6 +165,8 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
                    env_kwargs=cfg.env.options(), **extra) as pool:
         policy = _load_policy_on_every_rank(cfg, out, compact)
         ref_model = copy.deepcopy(policy.model).eval() if cfg.loss.kl_coef > 0 else None
+        if cfg.model.backend == "vllm":
+            policy = vllm_rollout_policy(cfg, policy, out)
         from algos.rl import RLTrainer, evaluate
 
         trainer = RLTrainer(cfg, policy, pool, prompt, ref_model)
@@ -174,10 +176,12 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
         start = 0
         if state is not None:
             start = _restore(state, policy.model, trainer, history)
+            trainer.sync_weights()  # the rollout engine (vllm) generates with the restored weights
             _say(f"resumed from iteration {start} ({ckpt_dir})")
         else:
             if cfg.sft.enabled:
                 _warm_start(cfg, policy, pool, prompt, logger, trainer)
+                trainer.sync_weights()
             ev = evaluate(policy, pool, prompt, cfg)
             history["eval"].append({"iteration": 0, **ev})
             logger.log(0, {f"eval/{k}": v for k, v in ev.items()})
@@ -360,6 +364,19 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
 
         freeze_vision_tower(policy.model)
     return policy
+
+
+def vllm_rollout_policy(cfg: TrainConfig, policy: Any, out: Path) -> Any:
+    """A vLLM engine that generates for the trainer's model (model.backend=vllm)."""
+    from agents.vllm_backend import VLLMPolicy
+
+    v = cfg.vllm
+    try:
+        return VLLMPolicy(policy, out / "vllm-engine-model", max_model_len=v.max_model_len, kv_cache_gb=v.kv_cache_gb,
+                          gpu_memory_utilization=v.gpu_memory_utilization, sleep=v.sleep, dtype=v.dtype,
+                          tensor_parallel_size=v.tensor_parallel_size, seed=cfg.seed)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(f"model.backend=vllm: {exc}") from exc
 
 
 def _load_policy_on_every_rank(cfg: TrainConfig, out: Path, compact: bool) -> Any:

