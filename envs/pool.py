@@ -367,6 +367,13 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
+def _check_pool_args(num_envs: int, timeout: float | None) -> None:
+    if int(num_envs) < 1:
+        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive or None, got {timeout}")
+
+
 class EnvPool:
     """A fixed number of environments of one kind, stepped in batches, optionally in worker processes.
 
@@ -392,28 +399,14 @@ class EnvPool:
         timeout: float | None = 30.0,
         start_method: str | None = None,
     ):
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        _check_pool_args(num_envs, timeout)
         if num_workers is None:
             num_workers = min(int(num_envs), os.cpu_count() or 1)
         if int(num_workers) < 0:
             raise ValueError(f"num_workers must be 0 (in-process) or more, got {num_workers}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout}")
-        self.env_id = env_id
-        self._num_envs = int(num_envs)
-        # A worker with no env would only cost start-up time.
-        self._num_workers = min(int(num_workers), self._num_envs)
-        self.timeout = None if timeout is None else float(timeout)
-        self._env_kwargs = dict(env_kwargs or {})
         self._spec = registry.spec(env_id)  # the registry's clear error for unknown ids, right here
-        self._slots = [_Slot() for _ in range(self._num_envs)]
+        self._init_state(env_id, num_envs, num_workers, env_kwargs, timeout)
         self._workers: list[_Worker] = []
-        self._inline_envs: list | None = None
-        self._closed = False
-        self._init_async()
-        # Envs are strided over workers; in-process mode is one "worker" holding all of them.
-        self._stride = max(1, self._num_workers)
         # The finalizer holds the worker list, not the pool, so a forgotten pool can be collected.
         self._finalizer = weakref.finalize(self, _shutdown, self._workers)
         if self._num_workers == 0:
@@ -422,6 +415,22 @@ class EnvPool:
             self._ctx = mp.get_context(start_method or _default_start_method())
             self._check_picklable()
             self._start_workers()
+
+    def _init_state(self, env_id: str, num_envs: int, num_workers: int, env_kwargs: Mapping[str, Any] | None,
+                    timeout: float | None) -> None:
+        """The state every pool kind keeps (slots, async bookkeeping); starts nothing."""
+        self.env_id = env_id
+        self._num_envs = int(num_envs)
+        # A worker with no env would only cost start-up time.
+        self._num_workers = min(int(num_workers), self._num_envs)
+        # Envs are strided over workers; in-process mode is one "worker" holding all of them.
+        self._stride = max(1, self._num_workers)
+        self.timeout = None if timeout is None else float(timeout)
+        self._env_kwargs = dict(env_kwargs or {})
+        self._slots = [_Slot() for _ in range(self._num_envs)]
+        self._inline_envs: list | None = None
+        self._closed = False
+        self._init_async()
 
     # -- public API ------------------------------------------------------------------------
 

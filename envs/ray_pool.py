@@ -50,7 +50,7 @@ from types import ModuleType
 from typing import Any, Mapping, NamedTuple
 
 from envs import registry
-from envs.pool import _CLOSE_GRACE, EnvFailure, EnvPool, Outcome, _Op, _run_op, _Slot
+from envs.pool import _CLOSE_GRACE, EnvFailure, EnvPool, Outcome, _check_pool_args, _Op, _run_op
 from envs.pool import _ensure_registered
 
 __all__ = ["RayEnvPool", "init_ray", "make_pool"]
@@ -196,14 +196,12 @@ class RayEnvPool(EnvPool):
         address: str | None = None,
         num_cpus_per_worker: float = 1.0,
     ):
-        # Deliberately no EnvPool.__init__: it would start worker processes.
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        # Deliberately no EnvPool.__init__: it would start worker processes. Every argument is
+        # checked before Ray starts.
+        _check_pool_args(num_envs, timeout)
         if num_workers is not None and int(num_workers) < 1:
             raise ValueError(f"RayEnvPool needs at least one actor, got num_workers={num_workers} "
                              f"(in-process mode is EnvPool(num_workers=0))")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout}")
         if num_cpus_per_worker < 0:
             raise ValueError(f"num_cpus_per_worker must be 0 or more, got {num_cpus_per_worker}")
         self._spec = registry.spec(env_id)  # the registry's clear error for unknown ids, first
@@ -212,19 +210,10 @@ class RayEnvPool(EnvPool):
             cpus = self._ray.cluster_resources().get("CPU", 1.0)
             fit = int(cpus // num_cpus_per_worker) if num_cpus_per_worker > 0 else int(cpus)
             num_workers = max(1, fit)
-        self.env_id = env_id
-        self._num_envs = int(num_envs)
-        self._num_workers = min(int(num_workers), self._num_envs)
-        self._stride = self._num_workers
-        self.timeout = None if timeout is None else float(timeout)
+        self._init_state(env_id, num_envs, num_workers, env_kwargs, timeout)
         self.num_cpus_per_worker = float(num_cpus_per_worker)
-        self._env_kwargs = dict(env_kwargs or {})
-        self._slots = [_Slot() for _ in range(self._num_envs)]
-        self._inline_envs = None
-        self._closed = False
         self._actors: list = []
         self._pids: list[int] = []
-        self._init_async()
         self._batch_calls: dict[int, tuple[Any, float]] = {}  # actor -> (submitted call, sent when)
         # The finalizer holds the actor list, not the pool, so a forgotten pool can be collected.
         self._finalizer = weakref.finalize(self, _shutdown_actors, self._actors)
