@@ -330,14 +330,18 @@ def _components(info: dict) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in comps.items()}
 
 
-def success_by_task_type(trajs: Sequence[Trajectory]) -> dict[str, float]:
-    """"success/<type>" for envs that report `info["task_type"]` (ALFWorld's six task types)."""
+def success_by_task_type(trajs: Sequence[Trajectory], counts: bool = False) -> dict[str, float]:
+    """"success/<type>" for envs that report `info["task_type"]` (ALFWorld's six task types), and
+    with `counts` "episodes/<type>" too (so that evaluations can be pooled)."""
     outcomes: dict[str, list[bool]] = {}
     for t in trajs:
         task_type = t.steps[0].info.get("task_type") if t.steps else None
         if task_type:
             outcomes.setdefault(str(task_type), []).append(t.won)
-    return {f"success/{k}": sum(v) / len(v) for k, v in sorted(outcomes.items())}
+    out = {f"success/{k}": sum(v) / len(v) for k, v in sorted(outcomes.items())}
+    if counts:
+        out.update({f"episodes/{k}": float(len(v)) for k, v in sorted(outcomes.items())})
+    return out
 
 
 def rollout_metrics(trajs: Sequence[Trajectory], tokens: int, wall: float, timer: dict[str, float]) -> dict[str, float]:

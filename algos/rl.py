@@ -489,4 +489,4 @@ def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig) ->
     trajs = [t for part in dist.all_gather_objects(trajs) for t in part]
     n = max(len(trajs), 1)
     return {"success": sum(t.won for t in trajs) / n, "return": sum(t.episode_return for t in trajs) / n,
-            "steps": sum(t.length for t in trajs) / n, **success_by_task_type(trajs)}
+            "steps": sum(t.length for t in trajs) / n, **success_by_task_type(trajs, counts=True)}
