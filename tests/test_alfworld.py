@@ -163,6 +163,8 @@ def test_success_by_task_type_groups_trajectories():
 
     trajs = [traj("a", True), traj("a", False), traj("b", True), Trajectory(0, 0, 0)]
     assert success_by_task_type(trajs) == {"success/a": 0.5, "success/b": 1.0}
+    assert success_by_task_type(trajs, counts=True) == {"success/a": 0.5, "success/b": 1.0,
+                                                        "episodes/a": 2.0, "episodes/b": 1.0}
 
 
 def test_engines_in_one_process_do_not_share_state(cache):
