@@ -229,6 +229,10 @@ class VLLMPolicy:
             self.llm.wake_up()
             self._asleep = False
 
+    def close(self) -> None:
+        """Shut the engine down and free its memory (a process holds one engine at a time)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     # ---- the Policy protocol ------------------------------------------------------------------
 
     def generate(self, requests: Sequence[Request], sampling: SamplingParams | None = None) -> list[Generation]:
@@ -260,10 +264,10 @@ class VLLMPolicy:
                              f"vllm.max_model_len={self.max_model_len}; raise vllm.max_model_len or shorten the "
                              "prompt (env.history_length)")
         self.wake_up()
-        params = [self._sampling_params(sampling, i) for i in range(len(prompts))]
+        stops = tuple(s for s in (sampling.stop or ()) if s)
+        params = [self._sampling_params(sampling, stops, i) for i in range(len(prompts))]
         inputs = [{"prompt_token_ids": p} for p in prompts]
         outs = self.llm.generate(inputs, params, use_tqdm=False)
-        stops = tuple(s for s in (sampling.stop or ()) if s)
         results = []
         for p, out in zip(prompts, outs):
             o = out.outputs[0]
@@ -291,17 +295,17 @@ class VLLMPolicy:
             result.append([float(steps[len(p) + j][int(tok)].logprob) for j, tok in enumerate(r)])
         return result
 
-    def _sampling_params(self, sampling: SamplingParams, index: int) -> Any:
+    def _sampling_params(self, sampling: SamplingParams, stops: tuple[str, ...], index: int) -> Any:
         greedy = bool(sampling.greedy) or sampling.temperature is None or float(sampling.temperature) <= 0.0
         seed = None if sampling.seed is None else (int(sampling.seed) * 1_000_003 + index) % (1 << 63)
         return self._vllm.SamplingParams(
             temperature=0.0 if greedy else float(sampling.temperature),
             top_p=1.0 if greedy else float(sampling.top_p if sampling.top_p is not None else 1.0),
             max_tokens=int(sampling.max_new_tokens),
-            stop=[s for s in (sampling.stop or ()) if s] or None,
+            stop=list(stops) or None,
             include_stop_str_in_output=True,
             stop_token_ids=list(self.trainer.eos_token_ids),
             seed=seed,
             logprobs=0,  # the sampled token's own log-prob only
-            detokenize=bool(sampling.stop),  # stop strings need text; otherwise we decode ourselves
+            detokenize=bool(stops),  # stop strings need text; otherwise we decode ourselves
         )

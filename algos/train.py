@@ -180,8 +180,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
             _say(f"resumed from iteration {start} ({ckpt_dir})")
         else:
             if cfg.sft.enabled:
-                _warm_start(cfg, policy, pool, prompt, logger, trainer)
-                trainer.sync_weights()
+                _warm_start(cfg, policy, pool, prompt, logger, trainer)  # ends with trainer.sync_weights()
             ev = evaluate(policy, pool, prompt, cfg)
             history["eval"].append({"iteration": 0, **ev})
             logger.log(0, {f"eval/{k}": v for k, v in ev.items()})

@@ -84,10 +84,7 @@ def compare(name: str, hf, engine_dir: Path) -> dict:
               "sampled_hf_tok_s": sum(len(g.response_ids) for g in ha) / hs,
               "sampled_vllm_tok_s": sum(len(g.response_ids) for g in vb) / vs,
               "engine_start_s": start_s, "weight_sync_s": sync_s}
-    del v
-    import gc
-
-    gc.collect()
+    v.close()
     return result
 
 

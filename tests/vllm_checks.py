@@ -138,7 +138,7 @@ def check_cli(folder: Path, work: Path, v) -> dict:
 
     from agents.cli import main as cli
 
-    v.llm.llm_engine.engine_core.shutdown()
+    v.close()
     del v
     gc.collect()
     out = work / "rollout.jsonl"
