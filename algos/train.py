@@ -3,6 +3,7 @@
     groupwise train                                   # tiny model on Sokoban, SFT then GiGPO
     groupwise train algo.name=grpo rl.iterations=50   # dotted overrides of algos/train_config.py
     groupwise train --config run.yaml --resume        # continue from the last checkpoint
+    groupwise train --resume out_dir=runs/x rl.iterations=40   # ... and run it for longer
     groupwise train --model /path/to/hf-model         # any local causal LM or Qwen2-VL folder (LoRA by default)
     groupwise train "env.kwargs={obs_mode: image}"    # image observations: a tiny Qwen2-VL is built
 
@@ -30,8 +31,8 @@ import numpy as np
 import torch
 
 from algos import distributed as dist
-from algos.checkpoint import load_latest, restore_rng_state, save_checkpoint
-from algos.config import ConfigError, from_dict, parse_cli, save_yaml, to_dict
+from algos.checkpoint import load_checkpoint, load_latest, restore_rng_state, save_checkpoint
+from algos.config import ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, to_dict
 from algos.logger import MetricsLogger, NullLogger, plot_curves
 from algos.train_config import TrainConfig
 
@@ -66,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"groupwise train: {exc}", file=sys.stderr)
         return 2
+    overrides = [a.lstrip("-") for a in argv if "=" in a and not a.startswith("--config")]
     try:
-        summary = train(cfg, resume=resume)
+        summary = train(cfg, resume=resume, overrides=overrides)
     except ConfigError as exc:  # a combination that cannot work, found before any training
         print(f"groupwise train: {exc}", file=sys.stderr)
         return 2
@@ -107,8 +109,11 @@ def _say(*args: Any) -> None:
         print(*args)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, resume: bool = False, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Run (or continue) a training run; returns the summary that is also written to summary.json.
+
+    A resumed run keeps the config in its checkpoint; of the command-line `overrides`, those in
+    RESUME_KEYS (how long it runs, how it evaluates and logs) apply to it, and others are refused.
 
     Under torchrun (WORLD_SIZE > 1) the run is distributed (algos/distributed.py); otherwise
     torch.distributed is never touched.
@@ -120,13 +125,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     try:
-        return _train(cfg, resume)
+        return _train(cfg, resume, overrides)
     finally:
         if started:
             dist.teardown()
 
 
-def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dict[str, Any]:
     from agents.prompts import PromptBuilder
     from envs import make_pool
     from envs.registry import spec
@@ -139,9 +144,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
     if resume and state is None:
         _say(f"no checkpoint in {ckpt_dir}; starting a new run")
     if state is not None:
-        launch = cfg.distributed  # how this run is launched is today's choice, not the checkpoint's
-        cfg = from_dict(TrainConfig, state["config"])  # a resumed run keeps its own config
-        cfg.distributed = launch
+        cfg = resumed_config(state["config"], cfg, overrides)
     ctx = dist.context()
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
@@ -190,6 +193,38 @@ def _train(cfg: TrainConfig, resume: bool) -> dict[str, Any]:
         interrupted = _run_iterations(cfg, trainer, policy, pool, prompt, logger, history, start, ckpt_dir)
         logger.close()
     return _finish(cfg, out, policy, history, interrupted, time.perf_counter() - t_start)
+
+
+#: Keys a resumed run takes from the command line: they change how long it runs and what it
+#: reports, not what it learns from, so the checkpoint stays valid.
+RESUME_KEYS = ("rl.iterations", "eval.every", "eval.episodes", "save_every", "keep_checkpoints",
+               "tensorboard", "progress", "threads", "env.workers")
+
+
+def resumed_config(saved: dict[str, Any], given: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """The checkpoint's config, with the RESUME_KEYS given on the command line, today's out_dir and launch."""
+    cfg = from_dict(TrainConfig, saved)
+    saved_d, given_d = to_dict(cfg), to_dict(given)
+    keys = {o.partition("=")[0].strip() for o in overrides} - {"out_dir"}
+    differ = {k for k in keys if _lookup(saved_d, k) != _lookup(given_d, k)}
+    refused = sorted(k for k in differ if k not in RESUME_KEYS and not k.startswith("distributed"))
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with the config in its checkpoint; {', '.join(refused)} cannot change "
+            f"(only {', '.join(RESUME_KEYS)} can). Start a new run in another out_dir to change them.")
+    changes = [f"{k}={_lookup(given_d, k)}" for k in sorted(differ & set(RESUME_KEYS))]
+    if changes:
+        cfg = apply_overrides(cfg, changes)
+        _say(f"resuming with {' '.join(changes)}")
+    # where the run lives and how it is launched are today's choice (a run folder may have moved)
+    cfg.out_dir, cfg.distributed = given.out_dir, given.distributed
+    return cfg
+
+
+def _lookup(d: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def uses_compact_prompt(cfg: TrainConfig) -> bool:
@@ -362,6 +397,20 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
         from agents.vlm import freeze_vision_tower
 
         freeze_vision_tower(policy.model)
+    return policy
+
+
+def policy_from_checkpoint(path: str | Path) -> Any:
+    """The policy of a training checkpoint (`<out_dir>/checkpoints/ckpt-000032`): the run's model,
+    built as the run built it, with the checkpoint's weights. For `groupwise eval --policy`."""
+    path = Path(path)
+    state = load_checkpoint(path)
+    cfg = from_dict(TrainConfig, state["config"])
+    policy = load_policy(cfg, path.parent.parent, uses_compact_prompt(cfg))  # the run folder holds a built tiny model
+    missing = policy.model.load_state_dict(state["model"], strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"{path} does not match the model of its run: unexpected keys {missing.unexpected_keys[:5]}")
+    policy.model.eval()
     return policy
 
 

@@ -29,7 +29,7 @@ Design
   cheap (see benchmarks/pool_bench.py). Like "spawn", it leaves multiprocessing's own process-wide
   helpers (the fork server and the resource tracker) running until the parent exits; they are not
   per pool and exit with the parent.
-* Isolation. Inside a worker every env operation is wrapped on its own, so an exception fails only
+* Isolation. Inside a worker (envs/pool_worker.py) every env operation is wrapped on its own, so an exception fails only
   that env. The worker writes the index of the operation it is running into a shared integer; the
   parent times each operation (not the whole batch) against `timeout` and, when one hangs or the
   process dies, knows which env was responsible. That env's episode ends as failed
@@ -57,12 +57,8 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import os
-import pickle
 import secrets
-import signal
-import threading
 import time
-import traceback
 import weakref
 from dataclasses import dataclass, field
 from multiprocessing import connection as mp_connection
@@ -70,7 +66,8 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from envs import registry
-from envs.registry import EnvSpec, UnknownEnvError
+from envs.pool_worker import Op, Outcome, run_op, unpickled, worker_main
+from envs.registry import EnvSpec
 
 __all__ = ["EnvFailure", "EnvPool", "StepResult"]
 
@@ -103,164 +100,6 @@ class EnvFailure(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Operations, executed next to the envs (in a worker process, or inline for num_workers=0)
-# ---------------------------------------------------------------------------------------------
-
-
-class _Op(NamedTuple):
-    """One operation on one env. `local` is the env's index inside its worker."""
-
-    kind: str  # "reset" | "step" | "call"
-    local: int
-    arg: Any  # (seed, options) for reset, the action for step, the method name for call
-    quiet: bool = False  # replaying: report only success or the error, not the payload
-
-
-# An outcome is ("ok", payload) or ("raised", reason); the parent adds ("lost", reason) for an
-# operation whose worker hung or died.
-Outcome = tuple[str, Any]
-
-
-def _describe(exc: BaseException, during: str) -> str:
-    """`Type: message`, where it happened, and the last few frames of the traceback."""
-    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3)).rstrip()
-    return f"{type(exc).__name__}: {exc} (raised in {during})\n{frames}"
-
-
-def _run_op(envs: list, op: _Op) -> Outcome:
-    env = envs[op.local]
-    try:
-        if op.kind == "reset":
-            seed, options = op.arg
-            obs, info = env.reset(seed=seed, options=options)
-            payload: Any = (obs, info)
-        elif op.kind == "step":
-            obs, reward, terminated, truncated, info = env.step(op.arg)
-            payload = (obs, float(reward), bool(terminated), bool(truncated), info)
-        elif op.kind == "call":
-            attr = getattr(env, op.arg)
-            payload = attr() if callable(attr) else attr
-        else:
-            raise ValueError(f"unknown operation {op.kind!r}")
-    except Exception as exc:  # one env's bug must not touch its siblings
-        return ("raised", _describe(exc, op.kind if op.kind != "call" else f"{op.arg}()"))
-    return ("ok", None if op.quiet else payload)
-
-
-def _run_batch(envs: list, ops: Sequence[_Op], progress: Any = None) -> list[Outcome]:
-    """Run `ops` in order; `progress.value` tells the parent which one is running."""
-    outcomes = []
-    for i, op in enumerate(ops):
-        if progress is not None:
-            progress.value = i
-        outcomes.append(_run_op(envs, op))
-    if progress is not None:
-        progress.value = len(ops)
-    return outcomes
-
-
-def _ensure_registered(spec: EnvSpec) -> None:
-    """Make the parent's registration of `spec.id` the one this process uses.
-
-    Built-in envs are already registered by `import envs`; an env the user registered at run time
-    in the parent exists here only through the spec the parent sent.
-    """
-    try:
-        current = registry.spec(spec.id)
-    except UnknownEnvError:
-        current = None
-    if current != spec:
-        registry.register(spec.id, spec.entry_point, spec.description, **spec.defaults)
-
-
-def _send_outcomes(conn: Any, outcomes: list[Outcome], separate: bool) -> None:
-    """Send the batch's outcomes; an unpicklable payload fails only its own env.
-
-    `separate` pickles each outcome on its own (slower), so that the parent can unpickle them one
-    by one: the parent asks for it after a reply it could not unpickle as a whole.
-    """
-    if separate:
-        conn.send([_pickled(outcome) for outcome in outcomes])
-        return
-    try:
-        data = ForkingPickler.dumps(outcomes)
-    except Exception:  # find the culprit(s); rare, so the slow per-outcome pass is fine
-        data = ForkingPickler.dumps([_picklable(outcome) for outcome in outcomes])
-    conn.send_bytes(data)
-
-
-def _picklable(outcome: Outcome) -> Outcome:
-    try:
-        ForkingPickler.dumps(outcome)
-        return outcome
-    except Exception as exc:
-        return ("raised", f"the env's result could not be pickled: {type(exc).__name__}: {exc}")
-
-
-def _pickled(outcome: Outcome) -> bytes:
-    return bytes(ForkingPickler.dumps(_picklable(outcome)))
-
-
-def _unpickled(data: bytes) -> Outcome:
-    try:
-        return pickle.loads(data)
-    except Exception as exc:
-        return ("raised", f"the env's result could not be unpickled in the pool's process: "
-                          f"{type(exc).__name__}: {exc}")
-
-
-def _exit_when_orphaned(lifeline: Any) -> None:
-    """Exit this process once the pool's process is gone, even while an env call is stuck.
-
-    Only the pool's process holds the other end of `lifeline` and never writes to it, so a read
-    returns EOF exactly when that process has exited. (The parent pid is no use under forkserver:
-    the parent is the fork server, which itself stays up as long as any worker does.)
-    """
-
-    def watch() -> None:
-        try:
-            lifeline.recv()
-        except (EOFError, OSError):
-            pass
-        os._exit(0)
-
-    threading.Thread(target=watch, name="envpool-lifeline", daemon=True).start()
-
-
-def _worker_main(conn: Any, lifeline: Any, spec: EnvSpec, env_kwargs: dict, count: int,
-                 progress: Any) -> None:
-    """Entry point of a worker process: build `count` envs, then serve batches until told to stop."""
-    # Ctrl-C reaches the whole process group; the parent decides what to do, not the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_when_orphaned(lifeline)
-    try:
-        _ensure_registered(spec)
-        envs = [registry.make(spec.id, **env_kwargs) for _ in range(count)]
-    except Exception as exc:
-        text = _describe(exc, f"building {spec.id!r}")
-        try:
-            conn.send(("error", text, exc))
-        except Exception:  # the exception itself may not pickle
-            conn.send(("error", text, None))
-        return
-    conn.send(("ready", os.getpid(), None))
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):  # the parent went away
-            break
-        if message[0] == "close":
-            break
-        _, ops, separate = message
-        _send_outcomes(conn, _run_batch(envs, ops, progress), separate)
-    for env in envs:
-        try:
-            env.close()
-        except Exception:
-            pass
-
-
-# ---------------------------------------------------------------------------------------------
 # Parent side
 # ---------------------------------------------------------------------------------------------
 
@@ -274,8 +113,8 @@ class _Worker:
         # The parent's watch on the batch in flight: the op index last seen, and since when.
         self.seen, self.since = -1, time.monotonic()
         self.conn, child_conn = ctx.Pipe()
-        lifeline, self._lifeline = ctx.Pipe(duplex=False)  # see _exit_when_orphaned
-        self.process = ctx.Process(target=_worker_main, name=name, daemon=True,
+        lifeline, self._lifeline = ctx.Pipe(duplex=False)  # see exit_when_orphaned
+        self.process = ctx.Process(target=worker_main, name=name, daemon=True,
                                    args=(child_conn, lifeline, spec, env_kwargs, count, self.progress))
         self.process.start()
         # Keep only the worker's copies, so that either side's death reads as EOF on the other.
@@ -466,7 +305,7 @@ class EnvPool:
         targets = self._reset_targets(len(seeds), indices)
         per_env_options = self._options_per_env(options, len(seeds))
         seeds = [secrets.randbelow(2**31) if s is None else int(s) for s in seeds]
-        ops = {g: _Op("reset", self._local(g), (s, o)) for g, s, o in zip(targets, seeds, per_env_options)}
+        ops = {g: Op("reset", self._local(g), (s, o)) for g, s, o in zip(targets, seeds, per_env_options)}
         outcomes = self._execute(ops)
         observations, infos = [], []
         for g, seed, opts in zip(targets, seeds, per_env_options):
@@ -509,7 +348,7 @@ class EnvPool:
         env whose step has not been polled raise ValueError.
         """
         self._check_open()
-        ops: dict[int, _Op] = {}
+        ops: dict[int, Op] = {}
         failed: dict[int, StepResult] = {}
         for key, action in actions.items():  # check everything before anything starts
             g = self._index(key)
@@ -521,13 +360,13 @@ class EnvPool:
             elif slot.seed is None:
                 raise ValueError(f"env {g} has not been reset yet; call reset() first")
             else:
-                ops[g] = _Op("step", self._local(g), action)
+                ops[g] = Op("step", self._local(g), action)
         self._pending.update(failed)
         self._pending.update(ops)
         self._finished.update(failed)
         if self._inline_envs is not None:  # nothing to overlap with: run them now
             for g, op in ops.items():
-                self._commit_step(g, op, _run_op(self._inline_envs, op))
+                self._commit_step(g, op, run_op(self._inline_envs, op))
             return
         for g, op in ops.items():
             self._queued.setdefault(g % self._stride, []).append(op)
@@ -566,7 +405,7 @@ class EnvPool:
             raise EnvFailure(f"cannot call {method}(): env(s) {sorted(failed)} failed; reset them first",
                              failed)
         unique = list(dict.fromkeys(targets))
-        outcomes = self._execute({g: _Op("call", self._local(g), method) for g in unique})
+        outcomes = self._execute({g: Op("call", self._local(g), method) for g in unique})
         errors = {g: detail for g, (status, detail) in outcomes.items() if status != "ok"}
         if errors:
             first = min(errors)
@@ -674,7 +513,7 @@ class EnvPool:
         self._workers[w] = self._new_worker(w)
         self._workers[w].wait_ready(self._build_timeout(w))
 
-    def _send_batch(self, w: int, ops: list[_Op], separate: bool = False) -> None:
+    def _send_batch(self, w: int, ops: list[Op], separate: bool = False) -> None:
         worker = self._workers[w]
         worker.progress.value = -1  # no op started yet
         worker.separate = separate  # tells _receive how to read the reply
@@ -689,8 +528,8 @@ class EnvPool:
     # `step`'s rounds (`_finish_lost`), blocking: losses are rare and recovery must not interleave.
 
     def _init_async(self) -> None:
-        self._queued: dict[int, list[_Op]] = {}  # worker -> steps waiting for it to be free
-        self._inflight: dict[int, list[_Op]] = {}  # worker -> the batch it is running
+        self._queued: dict[int, list[Op]] = {}  # worker -> steps waiting for it to be free
+        self._inflight: dict[int, list[Op]] = {}  # worker -> the batch it is running
         self._finished: dict[int, StepResult] = {}  # env -> result not yet handed out
         self._pending: set[int] = set()  # envs submitted and not yet handed out
 
@@ -723,7 +562,7 @@ class EnvPool:
             self.close()
             raise
 
-    def _commit_step(self, g: int, op: _Op, outcome: Outcome) -> None:
+    def _commit_step(self, g: int, op: Op, outcome: Outcome) -> None:
         status, detail = outcome
         slot = self._slots[g]
         if status == "ok":
@@ -745,25 +584,25 @@ class EnvPool:
         while workers & (self._inflight.keys() | self._queued.keys()):
             self._advance(None)
 
-    def _start_batch(self, w: int, ops: list[_Op]) -> None:
+    def _start_batch(self, w: int, ops: list[Op]) -> None:
         self._send_batch(w, ops)
 
     def _wait_batches(self, workers: list[int], timeout: float | None) -> dict[int, Any]:
         return self._gather_some(workers, timeout)
 
-    def _finish_lost(self, w: int, ops: list[_Op], lost: Any) -> list[Outcome]:
+    def _finish_lost(self, w: int, ops: list[Op], lost: Any) -> list[Outcome]:
         return self._run({w: ops}, first={w: lost})[w]
 
     # -- running operations ----------------------------------------------------------------------
 
-    def _execute(self, ops: Mapping[int, _Op]) -> dict[int, Outcome]:
+    def _execute(self, ops: Mapping[int, Op]) -> dict[int, Outcome]:
         """Run one op per listed env (keyed by global index) and return their outcomes."""
         if not ops:
             return {}
         self._settle(ops)
         if self._inline_envs is not None:
-            return {g: _run_op(self._inline_envs, op) for g, op in ops.items()}
-        jobs: dict[int, list[_Op]] = {}
+            return {g: run_op(self._inline_envs, op) for g, op in ops.items()}
+        jobs: dict[int, list[Op]] = {}
         for g, op in ops.items():
             jobs.setdefault(g % self._stride, []).append(op)
         try:
@@ -775,7 +614,7 @@ class EnvPool:
         return {self._global(w, op.local): outcome
                 for w, job in jobs.items() for op, outcome in zip(job, outcomes[w])}
 
-    def _run(self, jobs: dict[int, list[_Op]],
+    def _run(self, jobs: dict[int, list[Op]],
              first: Mapping[int, list[Outcome] | _Lost] | None = None) -> dict[int, list[Outcome]]:
         """Send each worker its ops, gather the replies, and recover from hung or dead workers.
 
@@ -815,7 +654,7 @@ class EnvPool:
             todo, replies = next_round, {}
         return results
 
-    def _after_loss(self, w: int, ops: list[_Op], positions: list[int], lost: _Lost,
+    def _after_loss(self, w: int, ops: list[Op], positions: list[int], lost: _Lost,
                     results: list, retried_unexplained: set[int]) -> list[int]:
         """Blame the op that was running, replace the worker, and return the positions to rerun."""
         if 0 <= lost.index < len(positions):
@@ -835,7 +674,7 @@ class EnvPool:
         self._recover(w, skip=resetting)
         return self._drop_failed(w, ops, rest, results)
 
-    def _drop_failed(self, w: int, ops: list[_Op], positions: list[int], results: list) -> list[int]:
+    def _drop_failed(self, w: int, ops: list[Op], positions: list[int], results: list) -> list[int]:
         """Settle the ops of envs that failed during recovery; return the others."""
         keep = []
         for p in positions:
@@ -868,7 +707,7 @@ class EnvPool:
             for g in blamed:
                 self._fail(g, f"{reply.reason} while being restored after its worker was replaced")
 
-    def _replay_plan(self, w: int, skip: set[int]) -> tuple[list[_Op], list[int]]:
+    def _replay_plan(self, w: int, skip: set[int]) -> tuple[list[Op], list[int]]:
         """Quiet reset + step ops that rebuild worker `w`'s live envs, and the env of each op."""
         ops, owners = [], []
         for local in range(self._count(w)):
@@ -876,8 +715,8 @@ class EnvPool:
             slot = self._slots[g]
             if not slot.live or g in skip:
                 continue
-            ops.append(_Op("reset", local, (slot.seed, slot.options), quiet=True))
-            ops.extend(_Op("step", local, action, quiet=True) for action in slot.actions)
+            ops.append(Op("reset", local, (slot.seed, slot.options), quiet=True))
+            ops.extend(Op("step", local, action, quiet=True) for action in slot.actions)
             owners.extend([g] * (1 + len(slot.actions)))
         return ops, owners
 
@@ -935,7 +774,7 @@ class EnvPool:
             # A worker may have replied and then died: read what it sent before judging.
             if worker.conn.poll():
                 reply = worker.conn.recv()
-                return [_unpickled(data) for data in reply] if worker.separate else reply
+                return [unpickled(data) for data in reply] if worker.separate else reply
         except (EOFError, OSError):
             pass
         except Exception as exc:  # e.g. a class the worker can import but this process cannot

@@ -50,8 +50,8 @@ from types import ModuleType
 from typing import Any, Mapping, NamedTuple
 
 from envs import registry
-from envs.pool import _CLOSE_GRACE, EnvFailure, EnvPool, Outcome, _check_pool_args, _Op, _run_op
-from envs.pool import _ensure_registered
+from envs.pool import _CLOSE_GRACE, EnvFailure, EnvPool, _check_pool_args
+from envs.pool_worker import Op, Outcome, ensure_registered, run_op
 
 __all__ = ["RayEnvPool", "init_ray", "make_pool"]
 
@@ -110,7 +110,7 @@ class _EnvHost:
         dead actor.
         """
         try:
-            _ensure_registered(self._spec)
+            ensure_registered(self._spec)
             self._envs = [registry.make(self._spec.id, **self._env_kwargs) for _ in range(self._count)]
         except Exception as exc:
             text = f"{type(exc).__name__}: {exc} (raised in building {self._spec.id!r})"
@@ -121,9 +121,9 @@ class _EnvHost:
             return ("error", text, exc)
         return ("ready", os.getpid(), None)
 
-    def run(self, ops: list[_Op]) -> list[Outcome]:
+    def run(self, ops: list[Op]) -> list[Outcome]:
         """Run `ops` in order; an env's exception becomes its outcome, as in EnvPool's workers."""
-        return [_run_op(self._envs, op) for op in ops]
+        return [run_op(self._envs, op) for op in ops]
 
     def close(self) -> None:
         for env in self._envs:
@@ -291,7 +291,7 @@ class RayEnvPool(EnvPool):
 
     # -- running operations ----------------------------------------------------------------------
 
-    def _run(self, jobs: dict[int, list[_Op]],
+    def _run(self, jobs: dict[int, list[Op]],
              first: Mapping[int, Any] | None = None) -> dict[int, list[Outcome]]:
         """Run each actor's ops; after a loss, replace the actor and rerun one call per op.
 
@@ -331,7 +331,7 @@ class RayEnvPool(EnvPool):
 
     # -- submitted steps: one batch call per actor, watched with ray.wait -----------------------
 
-    def _start_batch(self, w: int, ops: list[_Op]) -> None:
+    def _start_batch(self, w: int, ops: list[Op]) -> None:
         self._batch_calls[w] = (self._actors[w].run.remote(ops), time.monotonic())
 
     def _wait_batches(self, workers: list[int], timeout: float | None) -> dict[int, Any]:
@@ -388,7 +388,7 @@ class RayEnvPool(EnvPool):
                                                 f"was replaced")
             one_by_one.add(w)
 
-    def _submit_and_wait(self, batches: dict[int, list[_Op]],
+    def _submit_and_wait(self, batches: dict[int, list[Op]],
                          one_by_one: set[int]) -> dict[int, list[Outcome] | _Lost]:
         """Send each actor its ops and wait for all replies: one call with all of them, or, for an
         actor in `one_by_one`, one call per op, each sent when the one before came back.

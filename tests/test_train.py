@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from algos.checkpoint import list_checkpoints, load_latest
+from algos.checkpoint import list_checkpoints, load_checkpoint, load_latest
 
 SMALL = ["sft.episodes=16", "sft.epochs=1", "rl.iterations=3", "rl.tasks_per_iter=2", "rl.group_size=2",
          "rl.max_new_tokens=8", "eval.episodes=4", "eval.every=2", "save_every=1", "env.workers=0",
@@ -36,6 +36,14 @@ def test_train_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert summary["iterations"] == 3 and 0.0 <= summary["success_after_rl"] <= 1.0
     assert (full / "success.png").stat().st_size > 0 and (full / "final-model" / "config.json").exists()
     assert [c.name for c in list_checkpoints(full / "checkpoints")] == ["ckpt-000002", "ckpt-000003"]
+    # `--policy <checkpoint folder>` (groupwise eval / rollout) plays with that checkpoint's weights
+    from agents.cli import make_policy
+
+    policy = make_policy(str(full / "checkpoints" / "ckpt-000002"), "sokoban", 0)
+    ckpt2 = load_checkpoint(full / "checkpoints" / "ckpt-000002")["model"]
+    weights = policy.model.state_dict()
+    for k in ckpt2:
+        torch.testing.assert_close(weights[k], ckpt2[k])
 
     # Kill -9 once iteration 2 is checkpointed, then resume: the result must equal the full run.
     p = _train(broken)
@@ -55,6 +63,29 @@ def test_train_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a["model"][k], b["model"][k])
     steps = [m["iteration"] for m in _metrics(broken) if "rollout/success" in m]
     assert steps == [1, 2, 3]  # no duplicated iteration after the resume
+
+    # A finished run goes on for longer: --resume with a larger rl.iterations.
+    p = _train(broken, "--resume", "rl.iterations=4")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert "resuming with rl.iterations=4" in out
+    assert load_latest(broken / "checkpoints")["iteration"] == 4
+    assert [m["iteration"] for m in _metrics(broken) if "rollout/success" in m] == [1, 2, 3, 4]
+
+
+def test_resume_takes_run_length_keys_and_refuses_the_rest():
+    from algos.config import ConfigError, apply_overrides, to_dict
+    from algos.train import resumed_config
+    from algos.train_config import TrainConfig
+
+    saved = to_dict(apply_overrides(TrainConfig(), ["rl.iterations=16", "rl.lr=0.0002", "env.id=alfworld"]))
+    given = ["rl.iterations=48", "eval.every=4", "rl.lr=0.0002", "out_dir=elsewhere"]
+    cfg = resumed_config(saved, apply_overrides(TrainConfig(), given), given)
+    assert (cfg.rl.iterations, cfg.eval.every, cfg.rl.lr, cfg.env.id) == (48, 4, 0.0002, "alfworld")
+    assert cfg.out_dir == "elsewhere"  # where the run is now (its folder may have moved)
+    with pytest.raises(ConfigError, match=r"rl\.lr, rl\.temperature cannot change"):
+        bad = ["rl.lr=0.001", "rl.temperature=0.5", "rl.iterations=48"]
+        resumed_config(saved, apply_overrides(TrainConfig(), bad), bad)
 
 
 def test_bad_config_key_suggests_the_right_one(tmp_path):
