@@ -102,7 +102,14 @@ def valid_keys(cls: type) -> list[str]:
 
 def parse_cli(cls: type[T], argv: list[str] | None = None) -> T:
     """`[--config file.yaml] [key=value ...]`: YAML first (else defaults), then the overrides."""
-    path, overrides, args = None, [], iter(sys.argv[1:] if argv is None else argv)
+    path, overrides = split_cli(sys.argv[1:] if argv is None else argv)
+    cfg = load_yaml(cls, path) if path else from_dict(cls, {})
+    return apply_overrides(cfg, overrides)
+
+
+def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The `--config` path (or None) and the `key=value` overrides of a command line."""
+    path, overrides, args = None, [], iter(argv)
     for arg in args:
         if arg == "--config":
             if (path := next(args, None)) is None:
@@ -113,8 +120,7 @@ def parse_cli(cls: type[T], argv: list[str] | None = None) -> T:
             overrides.append(arg.lstrip("-"))  # accept `--train.lr=1e-5` as well
         else:
             raise ConfigError(f"unexpected argument {arg!r}; expected --config FILE or key=value")
-    cfg = load_yaml(cls, path) if path else from_dict(cls, {})
-    return apply_overrides(cfg, overrides)
+    return path, overrides
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import torch
 
 from algos import distributed as dist
 from algos.checkpoint import load_checkpoint, load_latest, restore_rng_state, save_checkpoint
-from algos.config import ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, to_dict
+from algos.config import ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, split_cli, to_dict
 from algos.logger import MetricsLogger, NullLogger, plot_curves
 from algos.train_config import TrainConfig
 
@@ -50,10 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in keys:
             if key in sections:
                 continue
-            value: Any = defaults
-            for part in key.split("."):
-                value = value[part]
-            print(f"  {key}={value}")
+            print(f"  {key}={_lookup(defaults, key)}")
         return 0
     resume = _pop_flag(argv, "--resume")
     model_path = _pop_option(argv, "--model")
@@ -67,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"groupwise train: {exc}", file=sys.stderr)
         return 2
-    overrides = [a.lstrip("-") for a in argv if "=" in a and not a.startswith("--config")]
+    overrides = split_cli(argv)[1]  # parse_cli accepted them: a resumed run takes some of them
     try:
         summary = train(cfg, resume=resume, overrides=overrides)
     except ConfigError as exc:  # a combination that cannot work, found before any training
@@ -407,9 +404,7 @@ def policy_from_checkpoint(path: str | Path) -> Any:
     state = load_checkpoint(path)
     cfg = from_dict(TrainConfig, state["config"])
     policy = load_policy(cfg, path.parent.parent, uses_compact_prompt(cfg))  # the run folder holds a built tiny model
-    missing = policy.model.load_state_dict(state["model"], strict=False)
-    if missing.unexpected_keys:
-        raise ValueError(f"{path} does not match the model of its run: unexpected keys {missing.unexpected_keys[:5]}")
+    _load_weights(policy.model, state["model"])
     policy.model.eval()
     return policy
 
@@ -482,10 +477,15 @@ def _save(ckpt_dir: Path, cfg: TrainConfig, iteration: int, model: torch.nn.Modu
     dist.barrier()
 
 
-def _restore(state: dict[str, Any], model: torch.nn.Module, trainer: Any, history: dict[str, Any]) -> int:
-    missing = model.load_state_dict(state["model"], strict=False)
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """A checkpoint's weights (all of them, or the trainable ones only) into the run's model."""
+    missing = model.load_state_dict(weights, strict=False)
     if missing.unexpected_keys:
         raise RuntimeError(f"checkpoint does not match the model: unexpected keys {missing.unexpected_keys[:5]}")
+
+
+def _restore(state: dict[str, Any], model: torch.nn.Module, trainer: Any, history: dict[str, Any]) -> int:
+    _load_weights(model, state["model"])
     trainer.load_state_dict(state["trainer"] if "trainer" in state else {"optimizer": state["optimizer"]})
     history.update(state.get("history") or {})
     if "rng" in state:
