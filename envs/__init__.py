@@ -4,6 +4,7 @@ from envs.base import ActionFormat, AgentEnv, AnyText, ParsedAction, image_ancho
 from envs.registry import UnknownEnvError, list_envs, make, register, spec
 from envs.pool import EnvPool, EnvFailure
 from envs.ray_pool import make_pool
+from envs.check import EnvContractError, check_env
 
 register("sokoban", "envs.sokoban:SokobanEnv",
          description="Push boxes onto targets on a procedurally generated grid (text and/or image).")
@@ -35,6 +36,7 @@ for _task in _MINIWOB_TASKS:
              description=f"MiniWoB++ {_task} in Chromium: screenshot + task, mouse/keyboard actions.")
 
 __all__ = [
-    "ActionFormat", "AgentEnv", "AnyText", "EnvFailure", "EnvPool", "ParsedAction", "UnknownEnvError",
-    "image_anchor", "list_envs", "make", "make_pool", "observation_space", "register", "spec",
+    "ActionFormat", "AgentEnv", "AnyText", "EnvContractError", "EnvFailure", "EnvPool", "ParsedAction",
+    "UnknownEnvError", "check_env", "image_anchor", "list_envs", "make", "make_pool", "observation_space",
+    "register", "spec",
 ]

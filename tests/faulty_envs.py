@@ -15,17 +15,23 @@
                         child, and one detached at once (re-parented to init, as after a double
                         fork); their pids are appended to the file `pid_file`, one a line
     mode="spawn-hang" / "spawn-exit"   the same, and step number `at_step` hangs / calls os._exit(1)
+
+The envs at the end (`StepReturnsFourEnv` ... `NoOptionsEnv`) are CounterEnvs that each break one
+rule of the env contract, for `envs.check_env` (tests/test_check_env.py).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
 from typing import Any
 
-from envs.base import AgentEnv, observation_space
+import numpy as np
+
+from envs.base import ActionFormat, AgentEnv, observation_space
 
 
 def _refuse_to_load() -> None:
@@ -140,3 +146,128 @@ class FaultyEnv(CounterEnv):
         elif kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Envs that each break one rule of the groupwise env contract (tests/test_check_env.py): a
+# CounterEnv with one thing wrong, so `envs.check_env` must name exactly that rule.
+
+
+class StepReturnsFourEnv(CounterEnv):
+    """api: the old gym step signature, (obs, reward, done, info)."""
+
+    def step(self, action: str) -> tuple:  # type: ignore[override]
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated or truncated, info
+
+
+class ImagesAsFloatsEnv(CounterEnv):
+    """observation: an image in [0, 1] floats instead of uint8 RGB."""
+
+    def _obs(self) -> dict:
+        return {**super()._obs(), "images": (np.zeros((4, 4, 3), dtype=np.float32),)}
+
+
+class IntAnchorEnv(CounterEnv):
+    """anchor: the state key is an int, not a str."""
+
+    def _obs(self) -> dict:
+        return {**super()._obs(), "anchor": self.value}
+
+
+class NoWonEnv(CounterEnv):
+    """info: step's info has no `won`."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        info.pop("won")
+        return obs, reward, terminated, truncated, info
+
+
+class NumpyBoolValidEnv(CounterEnv):
+    """info: `valid_action` is a numpy bool, not a bool."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "valid_action": np.bool_(info["valid_action"])}
+
+
+class NanRewardEnv(CounterEnv):
+    """reward: NaN on a winning step."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, float("nan") if info["won"] else reward, terminated, truncated, info
+
+
+class LambdaInInfoEnv(CounterEnv):
+    """picklable: the info carries a callback, which EnvPool cannot send to the parent."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "callback": lambda: None}
+
+
+class WrongExpertEnv(CounterEnv):
+    """expert: the expert spells its number out, which step cannot read."""
+
+    def expert_action(self) -> str:
+        return "ten"
+
+
+class UnseededStepEnv(CounterEnv):
+    """replay: each step adds a draw from the global (unseeded) random module."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        self.value += random.randrange(1_000_000)
+        return super().step(action)
+
+
+class LeaksAcrossEpisodesEnv(CounterEnv):
+    """replay: an episode counter that reset does not clear shows in the observation, so the same
+    seed looks different the second time it is played."""
+
+    episodes = 0
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        self.episodes += 1
+        return super().reset(seed=seed, options=options)
+
+    def _obs(self) -> dict:
+        return {**super()._obs(), "text": f"episode {self.episodes}: value={self.value}"}
+
+
+class StrictParseEnv(CounterEnv):
+    """malformed-action: a non-number action raises instead of being an invalid step."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        int(action)  # ValueError on junk
+        return super().step(action)
+
+
+class EmptyIsValidEnv(CounterEnv):
+    """malformed-action: the empty action (unparsable agent text) counts as a valid move."""
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action or "0")
+        return obs, reward, terminated, truncated, info
+
+
+class _BracketFormat(ActionFormat):
+    """Writes `[action]` but parses the default `<action>...</action>`."""
+
+    def format(self, action: str, think: str = "") -> str:
+        return f"[{action}]"
+
+
+class MismatchedFormatEnv(CounterEnv):
+    """action-format: format() writes what parse() cannot read back."""
+
+    action_format = _BracketFormat()
+
+
+class NoOptionsEnv(CounterEnv):
+    """gymnasium: reset takes no `options`, which Gymnasium's API requires."""
+
+    def reset(self, seed: int | None = None) -> tuple[dict, dict]:  # type: ignore[override]
+        return super().reset(seed=seed)

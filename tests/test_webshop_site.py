@@ -173,7 +173,7 @@ def test_session_state_does_not_show_the_goal(server):
     http = httpx.Client(base_url=server.url)
     http.get("/g1", params={"goal": 5})
     state = http.get("/api/session/g1").json()
-    assert state == {"done": False, "score": None, "bought": "", "options": {}}
+    assert state == {"done": False, "score": None, "bought": "", "options": {}, "score_detail": None}
     goal = server.shop.goals[5]
     assert goal.asin not in http.get("/api/session/g1").text
 

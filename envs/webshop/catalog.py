@@ -7,10 +7,12 @@ written from those. A goal is made from one product, like WebShop's synthetic go
 product's attributes, one value of each option group, and a price ceiling a little above its
 price, in a sentence such as "i am looking for a paraben free shampoo with scent: lavender, and
 price lower than 30.00 dollars". Because the goal product has everything the goal asks for,
-every goal can score 1.
+every goal can score 1. `make_human_goals` writes goals the way WebShop's human goals read (free
+word order, words on no product page, option values without names, options as a list).
 
-`load_webshop(products_json, attributes_json)` reads WebShop's `items_shuffle*.json` and
-`items_ins_v2*.json` and returns the same `Product` / `Goal` objects.
+`load_webshop(products_json, instructions_json)` reads WebShop's `items_shuffle*.json` and either
+goal file, `items_ins_v2*.json` (synthetic goals) or `items_human_ins.json` (human goals), and
+returns the same `Product` / `Goal` objects.
 """
 
 from __future__ import annotations
@@ -178,50 +180,177 @@ def make_goals(products: list[Product], num_goals: int, seed: int = 0) -> list[G
     return [make_goal(products[rng.randrange(len(products))], rng) for _ in range(num_goals)]
 
 
+# -- human-style goals ----------------------------------------------------------------------------
+# Written the way WebShop's crowd workers wrote theirs (items_human_ins.json): free word order,
+# words that are on no product page ("for my living room", "for men"), option values named
+# without their option name, and the options as a plain list.
+
+_HUMAN_INTROS = ("i need", "i'm looking for", "looking for", "i want", "can you find me", "i would like",
+                 "please find me", "i am searching for", "get me", "i'd like to buy")
+_PURPOSES = {
+    "beauty": ("for my daily routine", "for dry hair", "for sensitive skin", "as a gift for my wife", ""),
+    "electronics": ("for my office", "for travel", "for my home setup", "for my son", ""),
+    "fashion": ("for men", "for women", "for the gym", "for summer", "for everyday wear", ""),
+    "grocery": ("for my kids", "for snacking at work", "for breakfast", "for a picnic", ""),
+    "home": ("for my living room", "for the bedroom", "for a small apartment", "for our new house", ""),
+}
+# how a value of each option group is named in a sentence ({} is the value)
+_OPTION_PHRASES = {
+    "color": ("in {}", "in the color {}", "{} colored"), "size": ("size {}", "in size {}", "in {}"),
+    "shoe size": ("size {}", "in a size {}"), "bed size": ("{} size", "for a {} bed"),
+    "volume": ("{}", "in the {} bottle"), "scent": ("{} scent", "that smells like {}", "in {}"),
+    "flavor": ("{} flavor", "in {} flavor", "that tastes like {}"), "pack": ("{}", "in a {}"),
+    "length": ("{} long", "{}"), "capacity": ("{}", "with {} capacity"), "weight": ("{}", "in a {} bag"),
+    "shelves": ("with {}", "that has {}"),
+}
+_SHAPES = (  # {a}: "a " or "", {attrs}: the wanted attributes joined with "and"
+    "{intro} {a}{attrs} {noun} {purpose} {options}",
+    "{intro} {a}{noun} that is {attrs} {options} {purpose}",
+    "{intro} {a}{noun} {options}, it should be {attrs}",
+    "{intro} {a}{attrs} {noun} {options} {purpose}",
+    "{intro} {a}{noun} {purpose} which is {attrs}, {options}",
+)
+
+
+def make_human_goal(product: Product, rng: random.Random) -> Goal:
+    """A human-style goal that `product` with the right options satisfies fully (score 1).
+
+    Its options are a list of values, as in WebShop's human goals; some option groups go unnamed,
+    as people leave out what they do not care about.
+    """
+    wanted = sorted(rng.sample(product.attributes, rng.randint(1, min(2, len(product.attributes)))))
+    groups = [g for g in product.options if rng.random() < 0.75]
+    values = [rng.choice(product.options[g]) for g in groups]
+    price_upper = _price_upper(product.price, rng)
+    options = " ".join(rng.choice(_OPTION_PHRASES.get(g, ("{}",))).format(v) for g, v in zip(groups, values))
+    text = rng.choice(_SHAPES).format(
+        intro=rng.choice(_HUMAN_INTROS), a=rng.choice(("a ", "some ", "")), attrs=" and ".join(wanted),
+        noun=product.query, purpose=rng.choice(_PURPOSES.get(product.category, ("",))), options=options)
+    text = re.sub(r"\s+", " ", text).strip(" ,").replace(" ,", ",")
+    return Goal(asin=product.asin, instruction=text + _price_text(price_upper), attributes=wanted, options=values,
+                price_upper=price_upper, query=product.query, product_category=product.product_category,
+                title=product.title)
+
+
+def make_human_goals(products: list[Product], num_goals: int, seed: int = 0) -> list[Goal]:
+    rng = random.Random(f"webshop-human-goals/{seed}")
+    return [make_human_goal(products[rng.randrange(len(products))], rng) for _ in range(num_goals)]
+
+
 # -- WebShop's own files ------------------------------------------------------------------------
 
-def load_webshop(products_json: str | Path, attributes_json: str | Path | None = None,
-                 seed: int = 233) -> tuple[list[Product], list[Goal]]:
-    """Products from `items_shuffle*.json` and synthetic goals from `items_ins_v2*.json`.
+def parse_pricing(pricing: object) -> list[float]:
+    """A product's prices as WebShop's loader reads its `pricing` field.
 
-    A product priced as a range ("$10.99 - $20.99") gets one price drawn from it, as WebShop does;
-    goals are one per combination of a product's option values, as in WebShop's synthetic goals.
+    A string is split on "$" and each piece keeps only digits and dots, so "$1,249.99" is 1249.99
+    and "$10.99 - $20.99" is [10.99, 20.99]; text without a "$" has no price (the shop then uses
+    100). A number or a list of numbers (WebShop's preprocessed product file) is taken as it is.
+    A piece with no number in it is skipped (WebShop's loader would stop with an error).
+    """
+    if isinstance(pricing, (int, float)) and not isinstance(pricing, bool):
+        return [float(pricing)]
+    if isinstance(pricing, (list, tuple)):
+        return [float(p) for p in pricing if isinstance(p, (int, float)) and not isinstance(p, bool)]
+    if not isinstance(pricing, str):
+        return []
+    prices = []
+    for piece in pricing.split("$")[1:]:
+        digits = re.sub(r"[^\d.]", "", piece)
+        try:
+            prices.append(float(digits))
+        except ValueError:  # "" or "1.2.3": no number here
+            continue
+    return prices
+
+
+def load_webshop(products_json: str | Path, instructions_json: str | Path | None = None, seed: int = 233,
+                 attributes_json: str | Path | None = None) -> tuple[list[Product], list[Goal]]:
+    """Products from `items_shuffle*.json` and goals from an instructions file, in either of WebShop's forms.
+
+    - `items_ins_v2*.json` (asin -> {"attributes", "instruction", "instruction_attributes"}): the
+      product's attributes, and synthetic goals, one per combination of its option values, with
+      the options as a dict.
+    - `items_human_ins.json` (asin -> a list of {"instruction", "instruction_attributes",
+      "instruction_options"}): human goals, one per entry with attributes, the options as the list
+      the file gives. The products' own attributes are in `items_ins_v2*.json`: pass it as
+      `attributes_json`, as WebShop reads both files for its human goals.
+
+    A product priced as a range ("$10.99 - $20.99") gets one price drawn from it, as WebShop does.
     """
     rng = random.Random(seed)
     raw = json.loads(Path(products_json).read_text())
-    extra = json.loads(Path(attributes_json).read_text()) if attributes_json else {}
-    products, instructions, seen = [], {}, set()
-    for item in raw:
-        asin = str(item.get("asin", ""))
-        if not asin or asin == "nan" or len(asin) > 10 or asin in seen:
-            continue
-        seen.add(asin)
-        prices = [float(p) for p in re.findall(r"\d+(?:\.\d+)?", str(item.get("pricing") or ""))][:2] or [100.0]
-        bullets = item.get("small_description") or []
-        options = {name.lower(): [str(v["value"]).strip().replace("/", " | ").lower() for v in values]
-                   for name, values in (item.get("customization_options") or {}).items() if values}
-        info = extra.get(asin, {})
-        products.append(Product(
-            asin=asin, title=item.get("name", ""), price=rng.uniform(*prices) if len(prices) == 2 else prices[0],
-            category=item.get("category", ""), product_category=item.get("product_category", ""),
-            query=str(item.get("query", "")).lower().strip(), attributes=info.get("attributes", []),
-            options=options, description=item.get("full_description", "") or "",
-            bullet_points=[bullets] if isinstance(bullets, str) else list(bullets),
-        ))
-        if info.get("instruction"):
-            instructions[asin] = (info["instruction"], info.get("instruction_attributes", []))
+    instructions = json.loads(Path(instructions_json).read_text()) if instructions_json else {}
+    attributes = json.loads(Path(attributes_json).read_text()) if attributes_json else {}
+    products = [_webshop_product(item, rng, attributes, instructions) for item in _unique_items(raw)]
     goals = []
     for product in products:
-        if product.asin not in instructions:
-            continue
-        text, attrs = instructions[product.asin]
-        names = sorted(product.options)
-        for values in itertools.product(*(product.options[n] for n in names)):
-            options = dict(zip(names, values))
-            price_upper = _price_upper(product.price, rng)
-            suffix = " with " + ", and ".join(f"{k}: {v}" for k, v in options.items()) if options else ""
-            price_text = f", and price lower than {price_upper:.2f} dollars" if price_upper < 1_000_000 else ""
-            goals.append(Goal(asin=product.asin, instruction=f"{text}{suffix}{price_text}", attributes=list(attrs),
-                              options=options, price_upper=price_upper, query=product.query,
-                              product_category=product.product_category, title=product.title))
+        entry = instructions.get(product.asin)
+        if isinstance(entry, list):  # as WebShop, a human goal without attributes is skipped
+            goals += [_human_goal(product, e, rng) for e in entry
+                      if isinstance(e, dict) and e.get("instruction_attributes")]
+        elif isinstance(entry, dict) and entry.get("instruction"):
+            goals += _synthetic_goals(product, entry, rng)
     return products, goals
+
+
+def _unique_items(raw: list[dict]) -> list[dict]:
+    """The items WebShop keeps: a real ASIN (not "nan", at most 10 characters), first copy only."""
+    seen, items = set(), []
+    for item in raw:
+        asin = str(item.get("asin", ""))
+        if asin and asin != "nan" and len(asin) <= 10 and asin not in seen:
+            seen.add(asin)
+            items.append(item)
+    return items
+
+
+def _webshop_product(item: dict, rng: random.Random, *attribute_files: dict) -> Product:
+    asin = str(item["asin"])
+    prices = parse_pricing(item.get("pricing"))
+    bullets = item.get("small_description") or []
+    options = {name.lower(): [str(v["value"]).strip().replace("/", " | ").lower() for v in values]
+               for name, values in (item.get("customization_options") or {}).items() if values}
+    # product attributes come from items_ins_v2 (a dict per asin), whichever file that is
+    info = next((f[asin] for f in attribute_files if isinstance(f.get(asin), dict)), {})
+    return Product(
+        asin=asin, title=item.get("name") or "", price=_draw_price(prices, rng),
+        category=item.get("category") or "", product_category=item.get("product_category") or "",
+        query=str(item.get("query") or "").lower().strip(), attributes=list(info.get("attributes") or []),
+        options=options, description=item.get("full_description") or "",
+        bullet_points=[bullets] if isinstance(bullets, str) else list(bullets),
+    )
+
+
+def _draw_price(prices: list[float], rng: random.Random) -> float:
+    if not prices:
+        return 100.0
+    return rng.uniform(*prices[:2]) if len(prices) >= 2 else prices[0]
+
+
+def _price_text(price_upper: float) -> str:
+    return f", and price lower than {price_upper:.2f} dollars" if price_upper < 1_000_000 else ""
+
+
+def _synthetic_goals(product: Product, entry: dict, rng: random.Random) -> list[Goal]:
+    """One goal per combination of the product's option values, sharing one price ceiling."""
+    text, attrs = entry["instruction"], list(entry.get("instruction_attributes") or [])
+    price_upper = _price_upper(product.price, rng)
+    names = sorted(product.options)
+    goals = []
+    for values in itertools.product(*(product.options[n] for n in names)):
+        options = dict(zip(names, values))
+        suffix = " with " + ", and ".join(f"{k}: {v}" for k, v in options.items()) if options else ""
+        goals.append(Goal(asin=product.asin, instruction=f"{text}{suffix}{_price_text(price_upper)}",
+                          attributes=attrs, options=options, price_upper=price_upper, query=product.query,
+                          product_category=product.product_category, title=product.title))
+    return goals
+
+
+def _human_goal(product: Product, entry: dict, rng: random.Random) -> Goal:
+    price_upper = _price_upper(product.price, rng)
+    options = entry.get("instruction_options") or []
+    if not isinstance(options, dict):
+        options = [str(o) for o in options]
+    return Goal(asin=product.asin, instruction=str(entry.get("instruction", "")).strip(".") + _price_text(price_upper),
+                attributes=list(entry["instruction_attributes"]), options=options, price_upper=price_upper,
+                query=product.query, product_category=product.product_category, title=product.title)

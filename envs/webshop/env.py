@@ -3,14 +3,19 @@
 The env is a small text browser: it talks to the site (`envs.webshop.site`) over HTTP with httpx
 and shows the agent WebShop's simplified page text. Actions are WebShop's: `search[query]` on the
 search page and `click[button]` for any clickable on the page (a button, a product's ASIN, an
-option value). Buying ends the episode with WebShop's score in `info["score"]`; the reward is
+option value). Buying ends the episode with WebShop's score in `info["score"]`, its parts in
+`info["score_detail"]` and the way the title nouns were found in `info["score_path"]` ("spacy", as
+WebShop, or the "content-words" fallback; see `envs.webshop.nouns`); the reward is
 `success_reward` (10, as in the GiGPO setup) when the score is 1, else 0, or the raw score with
 `success_reward=None`.
 
 Without `server_url` the env starts a server (on 127.0.0.1, a free port), shared with the other
 envs of its process that ask for the same shop, and stopped when the last of them closes. Give `server_url` to share one server among many envs: every env shops in its own
 session, and the catalog options (`num_products`, `products_file`, ...) are the server's. Goals: the first `eval_goals` goals are the `eval` split, the rest `train` (as verl-agent
-splits WebShop's goals).
+splits WebShop's goals). A generated catalog has synthetic goals, or human-style ones with
+`human_goals=True`; with WebShop's files the instructions file decides: `items_ins_v2*.json` holds
+synthetic goals, `items_human_ins.json` human ones (give `attributes_file=items_ins_v2*.json` too
+for the products' attributes, as WebShop reads both).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import httpx
 from envs.base import ActionFormat, AgentEnv, cache_root, observation_space, unencodable
 from envs.webshop import text as webtext
 from envs.webshop.browser import BrowserTab
-from envs.webshop.catalog import generate_catalog, load_webshop, make_goals
+from envs.webshop.catalog import generate_catalog, load_webshop, make_goals, make_human_goals
 from envs.webshop.site import Shop, ShopServer
 
 _ACTION = re.compile(r"^\s*(search|click)\[(.+)\]\s*$", re.IGNORECASE | re.DOTALL)
@@ -59,6 +64,8 @@ class WebShopEnv(AgentEnv):
         mode: str = "text",
         viewport: tuple[int, int] = (800, 600),
         render_mode: str | None = None,
+        human_goals: bool = False,
+        attributes_file: str | None = None,
     ):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi' (the page text); got {render_mode!r}")
@@ -73,7 +80,8 @@ class WebShopEnv(AgentEnv):
         self.split, self.max_steps, self.success_reward = split, int(max_steps), success_reward
         self._server_key: tuple | None = None
         if server_url is None:
-            self._server_key = (num_products, num_goals, catalog_seed, products_file, instructions_file, cache_dir)
+            self._server_key = (num_products, num_goals, catalog_seed, products_file, instructions_file, cache_dir,
+                                bool(human_goals), attributes_file)
             server_url = _acquire_server(self._server_key).url
         self.url = server_url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=30.0)
@@ -84,6 +92,7 @@ class WebShopEnv(AgentEnv):
         self._page = webtext.Page()
         self._tab: BrowserTab | None = None
         self._sid, self._instruction, self._steps = "", "", 0
+        self._score_detail: dict = {}
         self._shopper = webtext.Shopper("")
 
     # -- gymnasium API ------------------------------------------------------------------------
@@ -119,6 +128,8 @@ class WebShopEnv(AgentEnv):
         info = self._info(valid, won)
         if done:
             info["score"] = score
+            info["score_detail"] = self._score_detail
+            info["score_path"] = self._score_detail.get("noun_path", "")
         return self._obs(), float(reward), done, truncated, info
 
     def render(self) -> str | None:
@@ -187,6 +198,7 @@ class WebShopEnv(AgentEnv):
         """A click was carried out: did it buy? (The done page has no clickables.)"""
         state = _checked(self._http.get(f"/api/session/{self._sid}")).json()
         if state["done"]:
+            self._score_detail = state.get("score_detail") or {}
             return True, True, float(state["score"])
         return True, False, 0.0
 
@@ -251,18 +263,21 @@ def webtext_button(key: str) -> str:
 
 def build_shop(num_products: int = 1000, num_goals: int = 6000, catalog_seed: int = 0,
                products_file: str | None = None, instructions_file: str | None = None,
-               cache_dir: str | None = None) -> Shop:
+               cache_dir: str | None = None, human_goals: bool = False,
+               attributes_file: str | None = None) -> Shop:
     """The shop: a generated catalog, or WebShop's files when `products_file` is given."""
     if products_file:
-        for path in (products_file, instructions_file):
+        for path in (products_file, instructions_file, attributes_file):
             if path and not os.path.exists(path):
                 raise FileNotFoundError(f"WebShop data file {path} does not exist")
-        products, goals = load_webshop(products_file, instructions_file)
+        products, goals = load_webshop(products_file, instructions_file, attributes_json=attributes_file)
         if not goals:
-            raise ValueError(f"no goals in {instructions_file}: WebShop goals come from items_ins_v2*.json")
+            raise ValueError(f"no goals in {instructions_file}: WebShop goals come from items_ins_v2*.json "
+                             "(synthetic) or items_human_ins.json (human)")
     else:
         products = generate_catalog(num_products, catalog_seed)
-        goals = make_goals(products, num_goals, catalog_seed)
+        make = make_human_goals if human_goals else make_goals
+        goals = make(products, num_goals, catalog_seed)
     search_cache = str(cache_root() / "webshop") if cache_dir is None else cache_dir
     return Shop(products, goals, search_cache)
 

@@ -13,8 +13,8 @@ Content-Length is held to it too) and queries over 500 characters are refused.
 
 Sessions expire: one unused for `session_ttl` seconds (an hour) is dropped, and beyond
 `max_sessions` (10,000) the least recently used goes first, so a long-running server does not grow
-without bound. `/api/session/{sid}` tells the env whether its session bought and the score; it does
-not show the goal product.
+without bound. `/api/session/{sid}` tells the env whether its session bought, the score and its
+parts (`score_detail`, with the noun path that scored); it does not show the goal product.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def create_app(shop: Shop) -> FastAPI:
     def state(sid: str) -> dict:
         s = shop.session(sid)  # what the shopper did; never the goal product
         return {"done": s.done, "score": s.result.value if s.result else None, "bought": s.bought,
-                "options": s.options}
+                "options": s.options, "score_detail": s.result.detail() if s.result else None}
 
     return app
 
