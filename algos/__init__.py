@@ -22,15 +22,10 @@ from algos import rloo as _rloo  # noqa: F401
 from algos import salt as _salt  # noqa: F401
 from algos.advantages import (
     advantage_diagnostics,
-    compute_advantages,
-    compute_diagnostics,
     discounted_returns,
     episode_advantages,
     episode_returns,
-    estimator_options,
     group_normalize,
-    list_estimators,
-    register_estimator,
 )
 from algos.gigpo import gigpo_diagnostics, step_group_codes
 from algos.losses import (
@@ -42,12 +37,21 @@ from algos.losses import (
     ppo_clip_loss,
     ppo_clip_token_loss,
 )
+from algos.registry import (
+    compute_advantages,
+    compute_diagnostics,
+    estimator,
+    estimator_options,
+    list_estimators,
+    option,
+    register_estimator,
+)
 from algos.steptable import StepTable
 
 __all__ = [
     "AGG_MODES", "StepTable", "advantage_diagnostics", "agg_loss", "compute_advantages",
     "compute_diagnostics", "discounted_returns", "entropy_from_logits", "episode_advantages",
-    "episode_returns", "estimator_options", "gigpo_diagnostics", "group_normalize", "list_estimators",
-    "low_var_kl", "masked_mean", "ppo_clip_loss", "ppo_clip_token_loss", "register_estimator",
+    "episode_returns", "estimator", "estimator_options", "gigpo_diagnostics", "group_normalize", "list_estimators",
+    "low_var_kl", "masked_mean", "ppo_clip_loss", "ppo_clip_token_loss", "option", "register_estimator",
     "step_group_codes",
 ]

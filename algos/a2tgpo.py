@@ -17,10 +17,13 @@ the `turn` numbers do not split turn groups.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from algos.advantages import discounted_sums, register_estimator
-from algos.igpo import igpo_diagnostics, pool_zscore, require_probes, turn_rewards
+from algos.advantages import discounted_sums
+from algos.igpo import InfoGain, igpo_diagnostics, pool_zscore, require_probes, turn_rewards
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable, combine_codes
 
 
@@ -33,16 +36,26 @@ def _normalised_rewards(table: StepTable, info_gain: str) -> tuple[np.ndarray, n
     return ig_tilde, outcome, is_ig
 
 
-@register_estimator("a2tgpo", diagnostics=igpo_diagnostics)
-def a2tgpo(table: StepTable, *, gamma: float = 1.0, info_gain: str = "prob_diff") -> np.ndarray:
-    """A²TGPO turn advantages (algorithms.md §5.1), one per turn row.
+@dataclass
+class A2TGPOOptions:
+    gamma: float = option(1.0, "discount inside the accumulated sum Σ_k γ^(k-t) r̂_k", ge=0, le=1)
+    info_gain: InfoGain = option("prob_diff", "prob_diff: v = exp(ℓ); log_prob_diff: v = ℓ, as in IGPO (§4.1)")
+    clip_beta: float = option(0.3, "β of the adaptive turn-level clip range ε_t = ε(1 + β(2σ(Ĩ_t) − 1)), "
+                              "ε = loss.clip_low", ge=0, le=1)
 
-    Config:
-        gamma: discount inside the accumulated sum Σ_k γ^(k-t) r̂_k.
-        info_gain: "prob_diff" (v = exp(ℓ)) or "log_prob_diff" (v = ℓ), as in IGPO (§4.1).
-    The per-turn clip ranges of the loss come from `a2tgpo_clip_ranges`.
-    Raises ValueError when no row has a probe.
+
+def _clip_column(table: StepTable, opt: A2TGPOOptions, *, clip: float) -> dict[str, np.ndarray]:
+    return {"clip": a2tgpo_clip_ranges(table, clip=clip, beta=opt.clip_beta, info_gain=opt.info_gain)}
+
+
+@register_estimator("a2tgpo", options=A2TGPOOptions, diagnostics=igpo_diagnostics, probe=True, columns=_clip_column)
+def a2tgpo(table: StepTable, opt: A2TGPOOptions) -> np.ndarray:
+    """Turn-group-normalised IG and outcome rewards, accumulated and rescaled by sqrt(T - t) (§5.1).
+
+    The loss clips each turn with its own range (`a2tgpo_clip_ranges`). Raises ValueError when no
+    row has a probe.
     """
+    gamma, info_gain = opt.gamma, opt.info_gain
     if len(table) == 0:
         return np.zeros(0)
     require_probes(table, "a2tgpo")

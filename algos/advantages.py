@@ -1,13 +1,4 @@
-"""The advantage-estimator registry and the pieces estimators share.
-
-An estimator is a function `fn(table: StepTable, *, opt=default, ...) -> np.ndarray` returning one
-float per row (row order); its keyword-only parameters are its config and its docstring documents
-them. Register it with `@register_estimator("name")` and call it through
-
-    compute_advantages("gigpo", table, gamma=0.95, invalid_penalty=0.1)
-
-which checks the name and the options (unknown ones are a TypeError naming them) and returns a
-float64 array. `compute_diagnostics` returns a flat dict of floats for the trainer's logger.
+"""The pieces advantage estimators share (the registry is algos/registry.py).
 
 Shared pieces (all vectorised over rows; references are to algorithms.md):
     discounted_returns   G_t = sum_k gamma^(k-t) r_k inside each trajectory (§1.1 step 1)
@@ -18,11 +9,7 @@ Shared pieces (all vectorised over rows; references are to algorithms.md):
 
 from __future__ import annotations
 
-import difflib
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -30,127 +17,8 @@ from algos.steptable import StepTable
 
 NORM_MODES = ("mean_norm", "mean_std_norm")
 STATS_OVER = ("steps", "trajs")
-
-Estimator = Callable[..., np.ndarray]
-Diagnostics = Callable[..., dict[str, float]]
-
-
-# ---------------------------------------------------------------------------------------------
-# registry
-
-
-@dataclass(frozen=True)
-class _Entry:
-    fn: Estimator
-    options: dict[str, Any]  # option name -> default, in signature order
-    diagnostics: Diagnostics | None
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register_estimator(
-    name: str, *, diagnostics: Diagnostics | None = None
-) -> Callable[[Estimator], Estimator]:
-    """Decorator registering `fn(table, *, opt=default, ...)` as the estimator `name`.
-
-    Every parameter after `table` must be keyword-only with a default. `diagnostics`, if given, is
-    `fn(table, *, <any subset of the estimator's options>) -> dict[str, float]` (extra estimator
-    statistics, e.g. GiGPO's step-group sizes) merged into `compute_diagnostics`.
-    Registering a different function under a taken name is a ValueError.
-    """
-
-    def decorator(fn: Estimator) -> Estimator:
-        params = list(inspect.signature(fn).parameters.values())
-        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-            raise TypeError(f"estimator {name!r}: the first parameter must be the positional `table`")
-        options = {}
-        for p in params[1:]:
-            if p.kind is not p.KEYWORD_ONLY or p.default is p.empty:
-                raise TypeError(f"estimator {name!r}: option {p.name!r} must be keyword-only with a default")
-            options[p.name] = p.default
-        old = _REGISTRY.get(name)
-        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
-            raise ValueError(f"estimator {name!r} is already registered ({old.fn.__module__}.{old.fn.__qualname__})")
-        _REGISTRY[name] = _Entry(fn, options, diagnostics)
-        return fn
-
-    return decorator
-
-
-def list_estimators() -> list[str]:
-    """Names of the registered estimators, sorted."""
-    return sorted(_REGISTRY)
-
-
-def estimator_options(name: str) -> dict[str, Any]:
-    """The options of estimator `name` with their defaults."""
-    return dict(_lookup(name).options)
-
-
-def _lookup(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        known = ", ".join(list_estimators())
-        raise ValueError(f"unknown advantage estimator {name!r}.{hint} Known estimators: {known}")
-    return _REGISTRY[name]
-
-
-def check_estimator(name: str, **cfg: Any) -> None:
-    """Raise what `compute_advantages(name, ..., **cfg)` would for a bad name or option, without data
-    (the trainer calls it before any work)."""
-    _check_options(name, _lookup(name), cfg)
-
-
-def _check_options(name: str, entry: _Entry, cfg: dict[str, Any]) -> None:
-    unknown = [k for k in cfg if k not in entry.options]
-    if unknown:
-        accepted = ", ".join(f"{k}={v!r}" for k, v in entry.options.items()) or "(none)"
-        close = difflib.get_close_matches(unknown[0], list(entry.options), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise TypeError(f"estimator {name!r} got unknown option(s) {', '.join(map(repr, unknown))}.{hint} "
-                        f"Accepted options (defaults): {accepted}")
-
-
-def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:
-    """Advantages of estimator `name` for every row of `table` (float64, row order).
-
-    `cfg` are the estimator's options; see `estimator_options(name)` and the estimator's docstring.
-    Unknown `name` -> ValueError listing the known estimators; unknown option -> TypeError.
-    A NaN advantage means "leave this row out of training" (MC-GRPO's median pivot, §13.1); the
-    trainer drops such rows.
-    """
-    entry = _lookup(name)
-    _check_options(name, entry, cfg)
-    if not isinstance(table, StepTable):
-        raise TypeError(f"compute_advantages expects a StepTable, got {type(table).__name__}")
-    adv = np.asarray(entry.fn(table, **cfg), dtype=np.float64)
-    if adv.shape != (len(table),):
-        raise RuntimeError(f"estimator {name!r} returned shape {adv.shape}, expected ({len(table)},)")
-    return adv
-
-
-def compute_diagnostics(
-    name: str, table: StepTable, advantages: np.ndarray | None = None, **cfg: Any
-) -> dict[str, float]:
-    """Flat `{metric: float}` for logging: `advantage_diagnostics` plus the estimator's own.
-
-    Pass the `advantages` already computed with the same `cfg` to avoid computing them again.
-    """
-    entry = _lookup(name)
-    _check_options(name, entry, cfg)
-    if advantages is None:
-        advantages = compute_advantages(name, table, **cfg)
-    out = advantage_diagnostics(table, advantages)
-    if entry.diagnostics is not None:
-        accepted = inspect.signature(entry.diagnostics).parameters
-        out.update(entry.diagnostics(table, **{k: v for k, v in cfg.items() if k in accepted}))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# shared pieces
+NormMode = Literal["mean_norm", "mean_std_norm"]
+StatsOver = Literal["steps", "trajs"]
 
 
 def discounted_returns(table: StepTable, gamma: float) -> np.ndarray:
@@ -311,7 +179,8 @@ def advantage_diagnostics(table: StepTable, advantages: np.ndarray) -> dict[str,
             "adv/std": float(kept.std()),
             "adv/min": float(kept.min()),
             "adv/max": float(kept.max()),
-            "adv/zero_frac": float((np.abs(kept) < 1e-12).mean()),
+            # 1e-8, not exact zero: normalising equal returns leaves float residue (~1e-17 / eps ~ 1e-11)
+            "adv/zero_frac": float((np.abs(kept) < 1e-8).mean()),
         }
     # per trajectory: its group and its return; per group: max - min of the returns
     traj_group = np.zeros(table.n_trajs, dtype=np.int64)

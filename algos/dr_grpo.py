@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import STATS_OVER, episode_advantages, register_estimator
+from dataclasses import dataclass
+
+from algos.advantages import StatsOver, episode_advantages
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
 
-@register_estimator("dr_grpo")
-def dr_grpo(
-    table: StepTable, *, episode_stats_over: str = "steps", invalid_penalty: float = 0.0
-) -> np.ndarray:
-    """R(tau) - mean of the task group, one advantage per step row (GRPO's mean_norm).
+@dataclass
+class DrGRPOOptions:
+    episode_stats_over: StatsOver = option(
+        "steps", "steps: the mean over the group's step rows (a T-step trajectory counts T times, verl-agent); "
+        "trajs: each trajectory once (the paper)")
+    invalid_penalty: float = option(0.1, "subtracted from R on rows whose action was invalid, before the mean "
+                                    "is taken (§1.1 step 2)", ge=0)
 
-    Config:
-        episode_stats_over: "steps" (default; the mean over the group's step rows, a T-step
-            trajectory counts T times, as verl-agent) or "trajs" (each trajectory once, the paper).
-        invalid_penalty: subtracted from R on rows whose action was invalid before the mean is
-            taken, as the `grpo` estimator does (§1.1 step 2).
+
+@register_estimator("dr_grpo", options=DrGRPOOptions)
+def dr_grpo(table: StepTable, opt: DrGRPOOptions) -> np.ndarray:
+    """R(tau) minus the task group's mean, one advantage per step row (GRPO's mean_norm).
+
     A group with a single row ("steps") or trajectory ("trajs") uses mean 0: A = R (verl's rule).
     """
-    if episode_stats_over not in STATS_OVER:
-        raise ValueError(f"dr_grpo: episode_stats_over must be one of {STATS_OVER}, got {episode_stats_over!r}")
-    return episode_advantages(table, mode="mean_norm", episode_stats_over=episode_stats_over,
-                              invalid_penalty=invalid_penalty)
+    return episode_advantages(table, mode="mean_norm", episode_stats_over=opt.episode_stats_over,
+                              invalid_penalty=opt.invalid_penalty)

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import episode_advantages, register_estimator
+from dataclasses import dataclass
+from typing import Literal
+
+from algos.advantages import episode_advantages
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
-POOLS = ("turns", "trajs")
+
+@dataclass
+class FlowGRPOOptions:
+    pool: Literal["turns", "trajs"] = option(
+        "turns", "turns: mean and std_u over turn rows (AgentFlow's code); trajs: each trajectory once (the paper)")
+    eps: float = option(1e-6, "added to the std in the denominator", ge=0)
 
 
-@register_estimator("flow_grpo")
-def flow_grpo(table: StepTable, *, pool: str = "turns", eps: float = 1e-6) -> np.ndarray:
-    """Config:
-        pool: "turns" (default, AgentFlow's code: mean/std_u over turn rows) or "trajs" (the
-            paper's equation: each trajectory once).
-        eps: added to the std in the denominator. A group with one element uses mu = 0, sigma = 1.
+@register_estimator("flow_grpo", options=FlowGRPOOptions)
+def flow_grpo(table: StepTable, opt: FlowGRPOOptions) -> np.ndarray:
+    """The trajectory's outcome, normalised within its query group, on every turn.
+
+    A group with one element uses mu = 0, sigma = 1.
     """
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    return episode_advantages(table, mode="mean_std_norm", eps=eps,
-                              episode_stats_over="steps" if pool == "turns" else "trajs")
+    return episode_advantages(table, mode="mean_std_norm", eps=opt.eps,
+                              episode_stats_over="steps" if opt.pool == "turns" else "trajs")

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import discounted_sums, register_estimator
+from dataclasses import dataclass
+
+from algos.advantages import discounted_sums
+from algos.registry import CriticOptions, option, register_estimator
 from algos.steptable import StepTable
 
 
@@ -42,15 +45,26 @@ def gae_advantages(table: StepTable, gamma: float = 1.0, lam: float = 1.0) -> tu
     return adv, adv + table.value
 
 
-@register_estimator("gae")
-def gae(table: StepTable, *, gamma: float = 1.0, lam: float = 1.0, whiten: bool = True, eps: float = 1e-8) -> np.ndarray:
-    """Config:
-        gamma: discount over turns (verl's default 1.0).
-        lam: GAE's lambda (1.0 = Monte-Carlo return minus the value; 0 = one-step TD error).
-        whiten: normalise the advantages to mean 0, std 1 over the whole batch (verl's
-            masked_whiten; the returns the critic learns from are taken before whitening).
-        eps: added to the std.
-    """
+@dataclass
+class GAEOptions(CriticOptions):
+    """PPO with a critic: a value model trained alongside the policy on the GAE returns."""
+
+    gamma: float = option(1.0, "discount over turns (verl's default 1.0)", ge=0, le=1)
+    lam: float = option(1.0, "GAE's lambda (1.0 = Monte-Carlo return minus the value; 0 = one-step TD error)",
+                        ge=0, le=1)
+    whiten: bool = option(True, "normalise the advantages to mean 0, std 1 over the batch (verl's masked_whiten; "
+                          "the critic's returns are taken before whitening)")
+    eps: float = option(1e-8, "added to the std of the whitening", ge=0)
+
+
+def _returns_column(table: StepTable, opt: GAEOptions, *, clip: float) -> dict[str, np.ndarray]:
+    return {"return": gae_advantages(table, opt.gamma, opt.lam)[1]}
+
+
+@register_estimator("gae", options=GAEOptions, critic=True, columns=_returns_column)
+def gae(table: StepTable, opt: GAEOptions) -> np.ndarray:
+    """GAE over turns with the critic's values, whitened over the batch; the critic learns the returns."""
+    gamma, lam, whiten, eps = opt.gamma, opt.lam, opt.whiten, opt.eps
     adv, _ = gae_advantages(table, gamma, lam)
     if whiten and len(adv) > 1:
         adv = (adv - adv.mean()) / (adv.std() + eps)

@@ -20,7 +20,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from algos.advantages import group_normalize, register_estimator
+from dataclasses import dataclass
+from typing import Optional
+
+from algos.advantages import group_normalize
+from algos.config import ranged
+from algos.registry import option, register_estimator
 from algos.rloo import trajectory_frame
 from algos.steptable import StepTable
 
@@ -38,27 +43,29 @@ def _weights(table: StepTable, weights: Sequence[float] | None, n_components: in
     return np.asarray(weights, dtype=np.float64)
 
 
-@register_estimator("gdpo")
-def gdpo(table: StepTable, *, weights: Sequence[float] | None = None, eps: float = 1e-4) -> np.ndarray:
-    """GDPO advantage per step row; needs `table.components` (the env's named sub-rewards).
+@dataclass
+class GDPOOptions:
+    weights: Optional[list[float]] = ranged(None, metadata={"help": (  # ranged: each weight must be finite
+        "one weight per named sub-reward, in the order of the table's component names (sorted names "
+        "of info['reward_components']); null = all 1.0")})
+    eps: float = option(1e-4, "added to the std in both denominators (1e-4 in the TRL reference)", ge=0)
 
-    Config:
-        weights: one weight per component, in the order of `table.component_names` (sorted names
-            when the table is built from records); None = all 1.0.
-        eps: added to the std in both denominators (1e-4 in the TRL reference).
+
+@register_estimator("gdpo", options=GDPOOptions, reward_components=True)
+def gdpo(table: StepTable, opt: GDPOOptions) -> np.ndarray:
+    """Each sub-reward normalised within the task group, summed with weights, z-scored over the batch (§14).
 
     A component's trajectory value is the sum of its per-step values; NaN sub-rewards count as 0
     (as the reference treats NaN rewards). A group with a single trajectory has no group-relative
     signal: each of its components normalises to 0. A batch with a single trajectory gets A = 0.
     The total reward column `table.reward` is not used.
     """
+    weights, eps = opt.weights, opt.eps
     if table.components is None:
         raise ValueError(
             "gdpo needs named sub-rewards: the env must put info['reward_components'] = {name: value} "
             "on every step (e.g. {'correctness': 1.0, 'format': 0.5}) so that the StepTable has a "
             "`components` matrix; use 'grpo' for a single scalar reward")
-    if not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"gdpo: eps must be a number >= 0, got {eps!r}")
     n_components = table.components.shape[1]
     w = _weights(table, weights, n_components)
 

@@ -12,16 +12,19 @@ texts), image anchors by their thumbnails (numpy over the task group, one pass p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from algos.advantages import (
-    NORM_MODES,
+    NormMode,
+    StatsOver,
     apply_invalid_penalty,
     discounted_returns,
     episode_advantages,
     group_normalize,
-    register_estimator,
 )
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable, combine_codes, similarity_codes
 
 
@@ -65,49 +68,38 @@ def gigpo_diagnostics(
     }
 
 
-@register_estimator("gigpo", diagnostics=gigpo_diagnostics)
-def gigpo(
-    table: StepTable,
-    *,
-    gamma: float = 0.95,
-    mode: str = "mean_norm",
-    step_advantage_w: float = 1.0,
-    episode_stats_over: str = "steps",
-    invalid_penalty: float = 0.0,
-    enable_similarity: bool = False,
-    similarity_thresh: float = 0.95,
-    eps: float = 1e-6,
-) -> np.ndarray:
-    """GiGPO advantage per step row (algorithms.md §1.1).
+@dataclass
+class GiGPOOptions:
+    gamma: float = option(0.95, "discount of the step returns G_t (0.95 in every GiGPO script)", ge=0, le=1)
+    mode: NormMode = option("mean_norm", "normalisation of both terms: mean_norm (the Sokoban and WebShop "
+                            "scripts) or mean_std_norm (ALFWorld, search)")
+    step_advantage_w: float = option(1.0, "weight w of the step term, A = A_E + w * A_S", ge=0)
+    episode_stats_over: StatsOver = option(
+        "steps", "pooling of the episode term's statistics: steps (verl-agent) or trajs (paper Eq. 3), §0.7")
+    invalid_penalty: float = option(0.1, "subtracted from G_t and R of rows whose action was invalid, after "
+                                    "the returns are computed (the verl-agent scripts use 0.1)", ge=0)
+    enable_similarity: bool = option(False, "group similar anchors, not only equal ones: text by difflib ratio, "
+                                     "image anchors by their 16x16 thumbnails, image vs text never")
+    similarity_thresh: float = option(
+        0.95, "similarity threshold (the Search-R1 script uses 0.9); for images 1 - thresh bounds the mean "
+        "absolute thumbnail difference, so images usually want ~0.999", ge=0, le=1)
+    eps: float = option(1e-6, "added to the std in the denominators", ge=0)
 
-    Config:
-        gamma: discount of the step returns G_t (0.95 in every GiGPO script).
-        mode: "mean_norm" (config default; WebShop, Sokoban, ...) or "mean_std_norm" (ALFWorld,
-            Search); used for both the episode and the step term.
-        step_advantage_w: weight w of the step term, A = A_E + w * A_S.
-        episode_stats_over: "steps" (default, verl-agent) or "trajs" (paper Eq. 3), see §0.7.
-        invalid_penalty: subtracted from G_t and R_row of rows whose action was invalid, after the
-            returns are computed (the verl-agent scripts use 0.1).
-        enable_similarity: group similar anchors instead of only equal ones: text by difflib ratio,
-            image anchors (envs.base.image_anchor) by their 16x16 thumbnails; image vs text never.
-        similarity_thresh: similarity threshold (0.95 default; the Search-R1 script uses 0.9). For
-            images, 1 - thresh bounds the mean absolute thumbnail difference in units of full
-            brightness: small sprite moves score ~0.99, so images usually want ~0.999.
-        eps: added to the std in the denominator.
-    """
-    if mode not in NORM_MODES:
-        raise ValueError(f"gigpo: mode must be one of {NORM_MODES}, got {mode!r}")
 
+@register_estimator("gigpo", options=GiGPOOptions, diagnostics=gigpo_diagnostics)
+def gigpo(table: StepTable, opt: GiGPOOptions) -> np.ndarray:
+    """Episode advantage plus w times the step advantage within anchor-state groups (algorithms.md §1.1)."""
     # §1.1 step 1-2: discounted step returns over the trajectory's steps, then the invalid penalty
-    step_returns = apply_invalid_penalty(discounted_returns(table, gamma), table, invalid_penalty)
+    step_returns = apply_invalid_penalty(discounted_returns(table, opt.gamma), table, opt.invalid_penalty)
 
     # §1.1 step 2-3: episode advantage, normalised within the task group
-    adv_episode = episode_advantages(table, mode=mode, episode_stats_over=episode_stats_over,
-                                     invalid_penalty=invalid_penalty, eps=eps)
+    adv_episode = episode_advantages(table, mode=opt.mode, episode_stats_over=opt.episode_stats_over,
+                                     invalid_penalty=opt.invalid_penalty, eps=opt.eps)
 
     # §1.1 step 4-5: step advantage within anchor-state groups; a singleton group gives 0
-    codes, _ = step_group_codes(table, enable_similarity=enable_similarity, similarity_thresh=similarity_thresh)
-    adv_step = group_normalize(step_returns, codes, mode=mode, eps=eps, singleton="own_value")
+    codes, _ = step_group_codes(table, enable_similarity=opt.enable_similarity,
+                                similarity_thresh=opt.similarity_thresh)
+    adv_step = group_normalize(step_returns, codes, mode=opt.mode, eps=opt.eps, singleton="own_value")
 
     # §1.1 step 6
-    return adv_episode + step_advantage_w * adv_step
+    return adv_episode + opt.step_advantage_w * adv_step

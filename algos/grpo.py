@@ -8,29 +8,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import episode_advantages, register_estimator
+from dataclasses import dataclass
+
+from algos.advantages import NormMode, StatsOver, episode_advantages
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
 
-@register_estimator("grpo")
-def grpo(
-    table: StepTable,
-    *,
-    mode: str = "mean_std_norm",
-    episode_stats_over: str = "steps",
-    invalid_penalty: float = 0.0,
-    eps: float = 1e-6,
-) -> np.ndarray:
-    """Group-normalised episode return, one advantage per step row.
+@dataclass
+class GRPOOptions:
+    mode: NormMode = option("mean_std_norm", "mean_std_norm: (R - mu) / (std_u + eps); mean_norm: R - mu (Dr.GRPO style)")
+    episode_stats_over: StatsOver = option(
+        "steps", "steps: mu and std over the group's step rows (a T-step trajectory counts T times, verl-agent); "
+        "trajs: each trajectory once (the papers)")
+    invalid_penalty: float = option(0.1, "subtracted from R on rows whose action was invalid, after the returns "
+                                    "(§1.1 step 2; the verl-agent scripts use 0.1)", ge=0)
+    eps: float = option(1e-6, "added to the std in the denominator", ge=0)
 
-    Config:
-        mode: "mean_std_norm" (default, (R - mu) / (std_u + eps)) or "mean_norm" (R - mu, Dr.GRPO style).
-        episode_stats_over: "steps" (default; mu/std over the group's step rows, a T-step trajectory
-            counts T times, verl-agent / AgentFlow code) or "trajs" (each trajectory once, the papers).
-        invalid_penalty: subtracted from R on rows whose action was invalid, after the returns are
-            computed (§1.1 step 2; verl-agent scripts use 0.1).
-        eps: added to the std in the denominator.
+
+@register_estimator("grpo", options=GRPOOptions)
+def grpo(table: StepTable, opt: GRPOOptions) -> np.ndarray:
+    """Group-normalised episode return R(tau), one advantage per step row.
+
     A group with a single row ("steps") or a single trajectory ("trajs") uses mu = 0, sigma = 1.
     """
-    return episode_advantages(table, mode=mode, episode_stats_over=episode_stats_over,
-                              invalid_penalty=invalid_penalty, eps=eps)
+    return episode_advantages(table, mode=opt.mode, episode_stats_over=opt.episode_stats_over,
+                              invalid_penalty=opt.invalid_penalty, eps=opt.eps)

@@ -19,18 +19,20 @@ every depth. The clusters are greedy in batch order, so with it on the result de
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from algos.advantages import (
-    NORM_MODES,
-    STATS_OVER,
+    NormMode,
+    StatsOver,
     apply_invalid_penalty,
     discounted_returns,
     episode_advantages,
     episode_returns,
-    register_estimator,
 )
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable, combine_codes, similarity_codes
 
 
@@ -150,70 +152,56 @@ def hgpo_diagnostics(
     return out
 
 
-@register_estimator("hgpo", diagnostics=hgpo_diagnostics)
-def hgpo(
-    table: StepTable,
-    *,
-    gamma: float = 0.95,
-    history_length: int = 2,
-    mode: str = "mean_std_norm",
-    length_weight_alpha: float = 1.0,
-    base_group: bool = False,
-    invalid_penalty: float = 0.0,
-    episode_stats_over: str = "steps",
-    enable_similarity: bool = False,
-    similarity_thresh: float = 0.95,
-    eps: float = 1e-6,
-) -> np.ndarray:
-    """HGPO advantage per step row (algorithms.md §2.1, verl-agent recipe/hgpo/core_hgpo.py).
+@dataclass
+class HGPOOptions:
+    gamma: float = option(0.95, "discount of the step returns G_t, computed as GiGPO's (0.95 in the scripts)",
+                          ge=0, le=1)
+    history_length: Optional[int] = option(
+        None, "K, the history depth of the context groups (levels k = 1 .. K+1). It must equal the prompt "
+        "memory env.history_length (§2.3); null takes it from there, a different value is a config error", ge=0)
+    mode: NormMode = option("mean_std_norm", "mean_std_norm (ALFWorld; (G - mu) / (std_p + eps), population std "
+                            "as the code) or mean_norm (WebShop; G - mu); also the mode of the base item")
+    length_weight_alpha: float = option(1.0, "alpha of the level weights (k+1)^alpha; 0 = uniform")
+    base_group: bool = option(False, "prepend GiGPO's episode advantage A_E as a level-0 item of weight 1 (§2.1 step 3)")
+    invalid_penalty: float = option(0.1, "subtracted from G_t and from R (base item) of rows whose action was "
+                                    "invalid, after the returns are computed (the scripts use 0.1)", ge=0)
+    episode_stats_over: StatsOver = option("steps", "pooling of the base item's statistics: steps (the code) or "
+                                           "trajs (§0.7); unused without base_group")
+    enable_similarity: bool = option(False, "key the levels by similarity clusters of the anchors (text: difflib "
+                                     "ratio, images: thumbnails), as GiGPO's option; our extension")
+    similarity_thresh: float = option(0.95, "similarity threshold of enable_similarity", ge=0, le=1)
+    eps: float = option(1e-6, "added to the std in the denominators and to the weight sum (one epsilon, as the code)",
+                        ge=0)
 
-    Config:
-        gamma: discount of the step returns G_t, computed as GiGPO's (0.95 in the scripts).
-        history_length: K, the env's memory length; levels k = 1 .. K+1 (must equal the K used to
-            build the prompts, §2.3). A row at position t belongs to levels k <= t+1 only.
-        mode: "mean_std_norm" (default, ALFWorld; (G - mu) / (std_p + eps), population std as the
-            code, unlike GiGPO) or "mean_norm" (WebShop; G - mu). Also the mode of the base item.
-        length_weight_alpha: alpha of the item weights (k+1)^alpha; 0 = uniform.
-        base_group: prepend GiGPO's episode advantage A_E as a level-0 item with weight 1 (§2.1 step 3).
-        invalid_penalty: subtracted from G_t and from R_row (base item) of rows whose action was
-            invalid, after the returns are computed (the scripts use 0.1).
-        episode_stats_over: pooling of the base item's statistics, "steps" (default, the code) or
-            "trajs" (§0.7); unused without base_group.
-        enable_similarity: key the levels by similarity clusters of the anchors instead of exact
-            anchors, as GiGPO's option of the same name (text by difflib ratio, image anchors by
-            their thumbnails, image vs text never similar). Our extension, off by default.
-        similarity_thresh: similarity threshold of enable_similarity (0.95 as GiGPO's default).
-        eps: added to the std in the denominators and to the weight sum (one epsilon, as the code).
 
-    Aggregation (§2.1 step 4): items (k, a_k) from level groups with >= 2 members (singletons are
-    skipped), items exactly 0 dropped, A = sum_k (k+1)^alpha a_k / (sum_kept (k'+1)^alpha + eps);
-    a row without items gets 0.
+@register_estimator("hgpo", options=HGPOOptions, diagnostics=hgpo_diagnostics,
+                    follows={"history_length": "env.history_length"})
+def hgpo(table: StepTable, opt: HGPOOptions) -> np.ndarray:
+    """Weighted mean of the step advantages within the K+1 history-window groups (algorithms.md §2.1).
+
+    A row at position t belongs to levels k <= t+1 only. Aggregation (§2.1 step 4): items (k, a_k)
+    from level groups with >= 2 members (singletons are skipped), items exactly 0 dropped,
+    A = sum_k (k+1)^alpha a_k / (sum_kept (k'+1)^alpha + eps); a row without items gets 0.
     """
-    _check_history_length(history_length)
-    if not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"hgpo: gamma must be in [0, 1], got {gamma!r}")
-    if mode not in NORM_MODES:
-        raise ValueError(f"hgpo: mode must be one of {NORM_MODES}, got {mode!r}")
-    if episode_stats_over not in STATS_OVER:
-        raise ValueError(f"hgpo: episode_stats_over must be one of {STATS_OVER}, got {episode_stats_over!r}")
-    if not isinstance(length_weight_alpha, numbers.Real) or not np.isfinite(length_weight_alpha):
-        raise ValueError(f"hgpo: length_weight_alpha must be a finite number, got {length_weight_alpha!r}")
-
-    step_returns = apply_invalid_penalty(discounted_returns(table, gamma), table, invalid_penalty)
+    if opt.history_length is None:
+        raise ValueError("hgpo: history_length=None means 'the prompt's env.history_length', which only the "
+                         "trainer knows; pass the K the prompts were built with, e.g. history_length=2")
+    gamma, mode, eps = opt.gamma, opt.mode, opt.eps
+    step_returns = apply_invalid_penalty(discounted_returns(table, gamma), table, opt.invalid_penalty)
     num = np.zeros(len(table))
     den = np.zeros(len(table))
-    if base_group:
-        a_e = _base_item(table, mode=mode, episode_stats_over=episode_stats_over,
-                         invalid_penalty=invalid_penalty, eps=eps)
+    if opt.base_group:
+        a_e = _base_item(table, mode=mode, episode_stats_over=opt.episode_stats_over,
+                         invalid_penalty=opt.invalid_penalty, eps=eps)
         kept = a_e != 0.0
         num += np.where(kept, a_e, 0.0)  # weight (0+1)^alpha = 1
         den += kept
-    levels = window_codes(table, history_length, enable_similarity=enable_similarity,
-                          similarity_thresh=similarity_thresh)
+    levels = window_codes(table, opt.history_length, enable_similarity=opt.enable_similarity,
+                          similarity_thresh=opt.similarity_thresh)
     for k, codes in enumerate(levels, start=1):
         a_k, in_group = _level_advantage(step_returns, codes, mode, eps)
         kept = in_group & (a_k != 0.0)
-        w = float(k + 1) ** length_weight_alpha
+        w = float(k + 1) ** opt.length_weight_alpha
         num += w * np.where(kept, a_k, 0.0)
         den += w * kept
     return num / (den + eps)

@@ -28,7 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import discounted_sums, episode_returns, register_estimator
+from dataclasses import dataclass
+from typing import Literal
+
+from algos.advantages import discounted_sums, episode_returns
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
 INFO_GAINS = ("prob_diff", "log_prob_diff")
@@ -114,32 +118,35 @@ def igpo_diagnostics(table: StepTable, *, info_gain: str = "prob_diff") -> dict[
     }
 
 
-@register_estimator("igpo", diagnostics=igpo_diagnostics)
-def igpo(
-    table: StepTable,
-    *,
-    gamma: float = 1.0,
-    info_gain: str = "prob_diff",
-    norm: str = "joint",
-    ig_weight: float = 1.0,
-    outcome_weight: float = 1.0,
-    skipped_turns: str = "zero",
-) -> np.ndarray:
-    """IGPO turn advantages (algorithms.md §4.1-4.2), one per turn row.
+InfoGain = Literal["prob_diff", "log_prob_diff"]
 
-    Config:
-        gamma: turn-level discount of A_t = r̂_t + γ A_{t+1} (1.0 in the authors' train.sh).
-        info_gain: "prob_diff" (v = exp(ℓ), code default and paper) or "log_prob_diff" (v = ℓ,
-            the released train.sh).
-        norm: "joint" (IG and outcome rewards pooled per task group, the paper) or "separate"
-            (the two pools normalised independently, the released train.sh).
-        ig_weight, outcome_weight: curriculum weights multiplied into IG / outcome rewards before
-            normalisation (off = 1.0; the authors' schedule moves w_ig 1.0->0.5, w_f 0.5->1.0).
-        skipped_turns: how a turn without an IG reward (missing probe, IG exactly 0) enters the
-            accumulation: "zero" (r̂ = 0, still a discount step) or "inherit" (takes the next
-            turn's advantage, no discount step: the token implementation). Same for gamma = 1.
+
+@dataclass
+class IGPOOptions:
+    gamma: float = option(1.0, "turn-level discount of A_t = r̂_t + γ A_{t+1} (1.0 in the authors' train.sh)",
+                          ge=0, le=1)
+    info_gain: InfoGain = option("prob_diff", "prob_diff: v = exp(ℓ) (code default and paper); "
+                                 "log_prob_diff: v = ℓ (the released train.sh)")
+    norm: Literal["joint", "separate"] = option(
+        "joint", "joint: IG and outcome rewards pooled per task group (the paper); separate: the two pools "
+        "normalised independently (the released train.sh)")
+    ig_weight: float = option(1.0, "curriculum weight multiplied into the IG rewards before normalisation "
+                              "(the authors' schedule moves it 1.0 -> 0.5)")
+    outcome_weight: float = option(1.0, "curriculum weight multiplied into the outcome rewards before "
+                                   "normalisation (the authors' schedule moves it 0.5 -> 1.0)")
+    skipped_turns: Literal["zero", "inherit"] = option(
+        "zero", "a turn without an IG reward (missing probe, IG exactly 0): zero = r̂ 0, still a discount step; "
+        "inherit = takes the next turn's advantage, no discount step (the token implementation)")
+
+
+@register_estimator("igpo", options=IGPOOptions, diagnostics=igpo_diagnostics, probe=True)
+def igpo(table: StepTable, opt: IGPOOptions) -> np.ndarray:
+    """Information-gain turn rewards plus the outcome, normalised per group, accumulated over turns (§4.1-4.2).
+
     Raises ValueError when no row has a probe.
     """
+    gamma, info_gain, norm, skipped_turns = opt.gamma, opt.info_gain, opt.norm, opt.skipped_turns
+    ig_weight, outcome_weight = opt.ig_weight, opt.outcome_weight
     check_choice("norm", norm, NORMS)
     check_choice("skipped_turns", skipped_turns, SKIPPED_TURNS)
     if len(table) == 0:

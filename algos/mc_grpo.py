@@ -14,11 +14,12 @@ non-median trajectory; "std" and "none" are the safer choices.
 
 from __future__ import annotations
 
-import numbers
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from algos.advantages import register_estimator
+from algos.registry import option, register_estimator
 from algos.rloo import trajectory_frame
 from algos.steptable import StepTable
 
@@ -59,21 +60,21 @@ def median_pivots(table: StepTable) -> tuple[np.ndarray, np.ndarray]:
     return pivot, traj_return[pivot]
 
 
-@register_estimator("mc_grpo")
-def mc_grpo(
-    table: StepTable, *, scale: str = "mad", mad_eps: float = 1e-3, eps: float = 1e-6
-) -> np.ndarray:
-    """Median-centred advantage per step row; the pivot trajectory's rows are NaN.
+@dataclass
+class MCGRPOOptions:
+    scale: Literal["mad", "std", "none"] = option(
+        "mad", "mad: MAD + mad_eps (the paper; |A| = 1/mad_eps for binary rewards), std: std_u of the group's "
+        "returns + eps, none: median-centring only (std and none are the safer choices, §13.1)")
+    mad_eps: float = option(1e-3, "added to the MAD (1e-3 in the authors' code)", ge=0)
+    eps: float = option(1e-6, "added to the std with scale=std", ge=0)
 
-    NaN means "not a training row": the trainer must drop rows whose advantage is NaN (their
-    tokens, log-probs and masks) before the loss, as MC-GRPO removes the pivot from the batch.
 
-    Config:
-        scale: "mad" (default, faithful: MAD + mad_eps), "std" (std_u of the group's trajectory
-            returns + eps) or "none" (median-centring only).
-        mad_eps: added to the MAD (1e-3 in the authors' code).
-        eps: added to the std with scale="std".
+@register_estimator("mc_grpo", options=MCGRPOOptions, extra_rollouts=1, min_group_size=2)
+def mc_grpo(table: StepTable, opt: MCGRPOOptions) -> np.ndarray:
+    """Return minus the group's median, over a scale; the median pivot trajectory's rows are NaN.
 
+    NaN means "not a training row": the trainer drops rows whose advantage is NaN, as MC-GRPO
+    removes the pivot from the batch. It collects G + 1 rollouts per task for that.
     Median and pivot: trajectories (each counted once, return R(tau) = sum of its rewards) are
     stably sorted by return within the group, ties by trajectory id; the pivot is the element at
     position (G+1-1)//2, i.e. the exact middle for the intended odd group size and the lower-middle
@@ -81,12 +82,7 @@ def mc_grpo(
     MAD is the lower-middle of |R - m| over all G + 1 trajectories (pivot included). A group with
     one trajectory is all pivot: its rows are NaN.
     """
-    if scale not in SCALES:
-        raise ValueError(f"mc_grpo: scale must be one of {SCALES}, got {scale!r}")
-    for name, value in (("mad_eps", mad_eps), ("eps", eps)):
-        if not isinstance(value, numbers.Real) or not value >= 0:
-            raise ValueError(f"mc_grpo: {name} must be a number >= 0, got {value!r}")
-
+    scale, mad_eps, eps = opt.scale, opt.mad_eps, opt.eps
     traj_group, traj_return = trajectory_frame(table)
     pivot, median = median_pivots(table)
     dev = traj_return - median[traj_group]

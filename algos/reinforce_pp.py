@@ -21,11 +21,12 @@ only sets the step size). Conventions, checked against verl `core_algos.py`
 
 from __future__ import annotations
 
-import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
-from algos.advantages import apply_invalid_penalty, discounted_returns, register_estimator
+from algos.advantages import apply_invalid_penalty, discounted_returns
+from algos.registry import option, register_estimator
 from algos.rloo import trajectory_frame
 from algos.steptable import StepTable
 
@@ -39,33 +40,24 @@ def whiten(values: np.ndarray, eps: float) -> np.ndarray:
     return dev / (std + eps)
 
 
-@register_estimator("reinforce_pp")
-def reinforce_pp(
-    table: StepTable,
-    *,
-    gamma: float = 1.0,
-    baseline: bool = False,
-    eps: float = 1e-6,
-    invalid_penalty: float = 0.0,
-) -> np.ndarray:
-    """REINFORCE++ advantage per step row.
+@dataclass
+class ReinforcePPOptions:
+    gamma: float = option(1.0, "discount of the return-to-go G_t (baseline=false); the baseline variant scores "
+                          "the whole trajectory undiscounted, so it must stay 1.0 there", ge=0, le=1)
+    baseline: bool = option(True, "true: REINFORCE++-baseline, R(tau) minus the task group's mean of trajectory "
+                            "returns, then whitened; false: REINFORCE++, the whitened return-to-go")
+    eps: float = option(1e-6, "added to the batch std in the denominator", ge=0)
+    invalid_penalty: float = option(0.1, "subtracted from x on rows whose action was invalid, before the "
+                                    "whitening (§1.1 step 2)", ge=0)
 
-    Config:
-        gamma: discount of the return-to-go G_t (baseline=False). The baseline variant scores the
-            whole trajectory with its undiscounted return, so gamma must stay 1.0 there (OpenRLHF
-            forces gamma = 1 for reinforce_baseline; we refuse other values rather than ignore them).
-        baseline: False = REINFORCE++ (whitened return-to-go, not group-relative); True =
-            REINFORCE++-baseline (R(tau) minus the task group's mean of trajectory returns, each
-            trajectory counted once, then whitened). A group with one trajectory uses baseline 0,
-            as verl, so its R enters the whitening as is.
-        eps: added to the batch std in the denominator.
-        invalid_penalty: subtracted from x on rows whose action was invalid, before the whitening
-            (after the returns / baselines, the offending row only; §1.1 step 2).
+
+@register_estimator("reinforce_pp", options=ReinforcePPOptions)
+def reinforce_pp(table: StepTable, opt: ReinforcePPOptions) -> np.ndarray:
+    """REINFORCE++ advantage per step row: a return (or group-baselined return) whitened over the batch.
+
+    A group with one trajectory uses baseline 0, as verl, so its R enters the whitening as is.
     """
-    if not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"reinforce_pp: gamma must be in [0, 1], got {gamma!r}")
-    if baseline not in (True, False):
-        raise ValueError(f"reinforce_pp: baseline must be True or False, got {baseline!r}")
+    gamma, baseline = opt.gamma, opt.baseline
     if baseline and gamma != 1.0:
         raise ValueError(f"reinforce_pp: gamma must be 1.0 with baseline=True (the trajectory return "
                          f"R(tau) is undiscounted), got gamma={gamma!r}")
@@ -78,4 +70,4 @@ def reinforce_pp(
         x = (traj_return - mean[traj_group])[table.traj_codes]
     else:
         x = discounted_returns(table, gamma)
-    return whiten(apply_invalid_penalty(x, table, invalid_penalty), eps)
+    return whiten(apply_invalid_penalty(x, table, opt.invalid_penalty), opt.eps)

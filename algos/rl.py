@@ -21,39 +21,32 @@ from agents.prompts import PromptBuilder
 from agents.records import Trajectory
 from agents.rollout import Rollout, collect, rollout_metrics, success_by_task_type
 from algos import distributed as dist
-from algos.advantages import compute_advantages
 from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
-from algos.gigpo import gigpo_diagnostics
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
+from algos.registry import estimator_diagnostics, run_estimator
 from algos.steptable import StepTable
 from algos.train_config import TrainConfig
 from envs.seeds import eval_task_seeds, stream, task_seed
 
-#: Estimators that read the ground-truth probe (algorithms.md §4.1); the rollout takes it for them.
-PROBE_ESTIMATORS = ("igpo", "a2tgpo")
-#: Options the trainer keeps for itself rather than passing to the estimator.
-_TRAINER_OPTIONS = {"gae": ("critic_lr", "value_clip", "critic_warmup"), "a2tgpo": ("clip_beta",)}
-
-
 def rollouts_per_task(cfg: TrainConfig) -> int:
-    """Rollouts collected per task: MC-GRPO collects G + 1 and leaves its median pivot out (§13.1)."""
-    return cfg.rl.group_size + (1 if cfg.algo.name == "mc_grpo" else 0)
+    """Rollouts collected per task: G, plus what the estimator asks for (MC-GRPO's pivot, §13.1)."""
+    return cfg.rl.group_size + cfg.algo.estimator().extra_rollouts
 
 
-def estimator_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The estimator's options: the config section named after it (empty when it has none)."""
-    section = getattr(cfg.algo, cfg.algo.name.replace("-", "_"), None)
-    if not dataclasses.is_dataclass(section):
-        return {}
-    options = dataclasses.asdict(section)
-    for key in _TRAINER_OPTIONS.get(cfg.algo.name, ()):
-        options.pop(key, None)
-    if cfg.algo.name == "hgpo" and options.get("history_length") is None:
-        options["history_length"] = cfg.env.history_length  # K follows the prompt memory
-    if cfg.algo.name == "gdpo" and options.get("weights") is not None:
-        options["weights"] = tuple(options["weights"])
-    return options
+def estimator_options(cfg: TrainConfig) -> Any:
+    """The estimator's options: its `algo.<name>` section, with the options that follow a trainer
+    setting (`EstimatorSpec.follows`) filled in from it when left None."""
+    spec = cfg.algo.estimator()
+    opt = getattr(cfg.algo, spec.name)
+    followed = {key: _setting(cfg, path) for key, path in spec.follows.items() if getattr(opt, key) is None}
+    return dataclasses.replace(opt, **followed) if followed else opt
+
+
+def _setting(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def collect_groups(pool: Any, policy: Any, seeds: list[int], group_size: int, sampling: SamplingParams,
@@ -94,17 +87,9 @@ def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tu
     if not steps:
         return [], {}
     table = StepTable.from_records(steps)
-    adv = compute_advantages(cfg.algo.name, table, **estimator_config(cfg))
-    extra: dict[str, np.ndarray] = {}
-    if cfg.algo.name == "a2tgpo":
-        from algos.a2tgpo import a2tgpo_clip_ranges
-
-        extra["clip"] = a2tgpo_clip_ranges(table, clip=cfg.loss.clip_low, beta=cfg.algo.a2tgpo.clip_beta,
-                                           info_gain=cfg.algo.a2tgpo.info_gain)
-    if cfg.algo.name == "gae":
-        from algos.gae import gae_advantages
-
-        _, extra["return"] = gae_advantages(table, cfg.algo.gae.gamma, cfg.algo.gae.lam)
+    spec, opt = cfg.algo.estimator(), estimator_options(cfg)
+    adv = run_estimator(spec.name, table, opt)
+    extra = spec.columns(table, opt, clip=cfg.loss.clip_low) if spec.columns else {}
     rows = []
     for k, (s, a) in enumerate(zip(steps, adv)):
         if not s.response_ids or np.isnan(a):
@@ -114,16 +99,7 @@ def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tu
             meta["chat"] = s.messages
         meta.update({name: float(col[k]) for name, col in extra.items()})
         rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
-    kept = adv[~np.isnan(adv)]
-    if kept.size == 0:
-        return rows, {"dropped_rows": float(len(adv))}
-    stats = {"adv_mean": float(kept.mean()), "adv_std": float(kept.std()), "adv_min": float(kept.min()),
-             "adv_max": float(kept.max()), "adv_zero_share": float(np.mean(np.abs(kept) < 1e-8)),
-             "dropped_rows": float(len(adv) - len(kept))}
-    # Anchor-group sizes are worth watching for every estimator: they say how much step-level
-    # credit GiGPO could find in this batch.
-    stats.update({k.replace("step_group/", "step_group_"): float(v) for k, v in gigpo_diagnostics(table).items()})
-    return rows, stats
+    return rows, estimator_diagnostics(spec.name, table, adv, opt)
 
 
 class RLTrainer:
@@ -139,13 +115,15 @@ class RLTrainer:
         self.train_model = dist.wrap_model(self.model, find_unused=bool(getattr(policy, "is_vlm", False)))
         self.params = [p for p in self.train_model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
+        #: the estimator's options; a critic estimator's include critic_lr, value_clip, critic_warmup
+        self.options = estimator_options(cfg)
         self.critic = self.critic_optimizer = None
-        if cfg.algo.name == "gae":
+        if cfg.algo.estimator().critic:
             from algos.critic import Critic
 
             self.critic = Critic(self.model, self.pad_id)
             self.critic_optimizer = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad],
-                                                      lr=cfg.algo.gae.critic_lr)
+                                                      lr=self.options.critic_lr)
         #: EPO's entropy history (§6.1): per iteration, the mean token entropy of each turn index
         self.entropy_history: list[dict[int, float]] = []
         #: (iteration, task seeds) of every collection, in the order played (seeds.json's "train")
@@ -170,7 +148,7 @@ class RLTrainer:
         self.entropy_history = [{int(k): v for k, v in h.items()} for h in state.get("entropy_history", [])]
         if self.critic is not None:
             if "critic" not in state:
-                raise RuntimeError("the checkpoint has no critic; it was not saved by a gae run")
+                raise RuntimeError("the checkpoint has no critic; it was not saved by a run whose estimator trains a critic")
             self.critic.load_state_dict(state["critic"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
 
@@ -185,7 +163,7 @@ class RLTrainer:
         sampling = SamplingParams(temperature=rl.temperature, top_p=rl.top_p, max_new_tokens=rl.max_new_tokens,
                                   seed=seed)
         self.model.eval()
-        kwargs = {"probe_ground_truth": True} if self.cfg.algo.name in PROBE_ESTIMATORS else {}
+        kwargs = {"probe_ground_truth": True} if self.cfg.algo.estimator().probe else {}
         kwargs["mode"] = "async" if rl.async_rollout else "sync"
         first_group = (iteration * rl.max_sampling_rounds + round_) * rl.tasks_per_iter
         tasks = self.task_seeds(iteration, round_)
@@ -241,7 +219,7 @@ class RLTrainer:
                     values = self.critic([r.prompt_ids for r in micro], **pixel_kwargs(micro))
                     old = torch.tensor([r.meta["value"] for r in micro], dtype=values.dtype)
                     returns = torch.tensor([r.meta["return"] for r in micro], dtype=values.dtype)
-                    loss, stats = value_loss(values, old, returns, clip=cfg.algo.gae.value_clip or None)
+                    loss, stats = value_loss(values, old, returns, clip=self.options.value_clip or None)
                     (loss * len(micro) / len(mb)).backward()
                     for k, v in {"value_loss": float(loss.detach()), **stats}.items():
                         sums[k] = sums.get(k, 0.0) + v * len(micro) / len(mb)
@@ -446,13 +424,13 @@ class RLTrainer:
         upd: dict[str, float] = {}
         if self.critic is not None and rows:
             upd.update(self.update_critic(rows, iteration))
-        warming = self.critic is not None and iteration < self.cfg.algo.gae.critic_warmup
+        warming = self.critic is not None and iteration < self.options.critic_warmup
         if rows and not warming:
             upd.update(self.update(rows, iteration))
         t3 = time.perf_counter()
         tokens = sum(len(r.response_ids) + len(r.prompt_ids) for r in rows)
         m = {f"rollout/{k}": v for k, v in rollout_metrics.items()}
-        m.update({f"adv/{k}": v for k, v in adv_stats.items()})
+        m.update(adv_stats)  # adv/..., batch/..., group/... and the estimator's own diagnostics
         m.update({f"train/{k}": v for k, v in upd.items()})
         m.update({"time/rollout": t1 - t0, "time/prepare": t2 - t1, "time/update": t3 - t2,
                   "train/rows": float(len(rows)), "train/tokens": float(tokens),

@@ -13,8 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from algos.advantages import apply_invalid_penalty, register_estimator
+from dataclasses import dataclass
+
+from algos.advantages import apply_invalid_penalty
+from algos.registry import option, register_estimator
 from algos.steptable import StepTable
+
+
+@dataclass
+class RLOOOptions:
+    invalid_penalty: float = option(
+        0.1, "subtracted from the advantage of rows whose action was invalid, after the baselines, on the "
+        "offending row only (so it does not move the other trajectories' baselines)", ge=0)
 
 
 def trajectory_frame(table: StepTable) -> tuple[np.ndarray, np.ndarray]:
@@ -34,18 +44,13 @@ def leave_one_out(values: np.ndarray, codes: np.ndarray, n_codes: int) -> np.nda
     return np.where(others > 0, values - (total[codes] - values) / np.maximum(others, 1), 0.0)
 
 
-@register_estimator("rloo")
-def rloo(table: StepTable, *, invalid_penalty: float = 0.0) -> np.ndarray:
+@register_estimator("rloo", options=RLOOOptions)
+def rloo(table: StepTable, opt: RLOOOptions) -> np.ndarray:
     """Leave-one-out advantage of the trajectory return, one value per step row.
 
-    Config:
-        invalid_penalty: subtracted from the advantage of rows whose action was invalid. It is
-            applied after the baselines, to the offending row only, so one trajectory's invalid
-            action does not move the baselines of the others (verl-agent applies its penalty after
-            the returns are computed, §1.1 step 2; the trajectory returns here are the raw ones).
     A group with a single trajectory has no leave-one-out baseline: its rows get A = 0 (minus the
     penalty on invalid rows).
     """
     traj_group, traj_return = trajectory_frame(table)
     adv = leave_one_out(traj_return, traj_group, table.n_groups)
-    return apply_invalid_penalty(adv[table.traj_codes], table, invalid_penalty)
+    return apply_invalid_penalty(adv[table.traj_codes], table, opt.invalid_penalty)

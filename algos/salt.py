@@ -19,7 +19,11 @@ import numbers
 
 import numpy as np
 
-from algos.advantages import group_normalize, register_estimator
+from dataclasses import dataclass
+from typing import Literal
+
+from algos.advantages import group_normalize
+from algos.registry import option, register_estimator
 from algos.rloo import leave_one_out, trajectory_frame
 from algos.steptable import StepTable, combine_codes, factorize
 
@@ -67,27 +71,26 @@ def edge_codes(table: StepTable, merge: str) -> np.ndarray:
     return out
 
 
-@register_estimator("salt")
-def salt(table: StepTable, *, base: str = "grpo", merge: str = "prefix", eps: float = 1e-6) -> np.ndarray:
-    """SALT step advantage per row.
+@dataclass
+class SALTOptions:
+    base: Literal["grpo", "rloo"] = option(
+        "grpo", "the trajectory advantage A_i to refine: grpo (per-trajectory pooling, std_u, the §7.2 numbers) "
+        "or rloo (leave-one-out baseline)")
+    merge: Literal["prefix", "state"] = option(
+        "prefix", "prefix: edge = position + the whole (anchor, action) history, a tree; state: edge = "
+        "(anchor, action), merges re-converging paths")
+    eps: float = option(1e-6, "added to the std of the grpo base", ge=0)
 
-    Config:
-        base: the trajectory advantage A_i to refine, "grpo" (default; per-trajectory pooling,
-            std_u, the §7.2 numbers) or "rloo" (leave-one-out baseline).
-        merge: "prefix" (default; edge = position + whole (anchor, action) history, a tree) or
-            "state" (edge = (anchor, action), merges re-converging paths).
-        eps: added to the std of the grpo base.
+
+@register_estimator("salt", options=SALTOptions)
+def salt(table: StepTable, opt: SALTOptions) -> np.ndarray:
+    """The mean trajectory advantage over the trajectories that traverse the step's edge (§7).
+
     The action column is optional: without it the edge uses the anchors only (prefix: the anchor
     sequence; state: the anchor). A trajectory that traverses an edge several times ("state"
     merge, loops) counts once in the edge's mean.
     """
-    if base not in BASES:
-        raise ValueError(f"salt: base must be one of {BASES}, got {base!r}")
-    if merge not in MERGES:
-        raise ValueError(f"salt: merge must be one of {MERGES}, got {merge!r}")
-    if not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"salt: eps must be a number >= 0, got {eps!r}")
-
+    base, merge, eps = opt.base, opt.merge, opt.eps
     adv_traj = trajectory_advantages(table, base, eps)
     edge = edge_codes(table, merge)
     # one entry per (edge, trajectory) pair, so a trajectory looping over an edge counts once

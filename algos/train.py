@@ -9,6 +9,8 @@
                                                       # names it when the folder holds several)
     groupwise train --model base.gguf model.chat_template=chatml   # a base model without a chat template
     groupwise train "env.kwargs={obs_mode: image}"    # image observations: a tiny Qwen2-VL is built
+    groupwise train --plugin my_estimator.py algo.name=mine   # import a file (or module) that registers
+                                                      # an estimator or env first; repeatable
 
 Several processes (DDP, or FSDP with distributed.mode=fsdp; gloo on CPU, NCCL on GPUs):
 
@@ -48,18 +50,17 @@ from envs.seeds import stream
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    while (plugin := _pop_option(argv, "--plugin")) is not None:
+        try:
+            load_plugin(plugin)
+        except ConfigError as exc:
+            print(f"groupwise train: {exc}", file=sys.stderr)
+            return 2
     if "-h" in argv or "--help" in argv:
         print(__doc__)
-        print("Options (key=value):")
-        from algos.config import valid_keys
-
-        defaults = to_dict(TrainConfig())
-        keys = valid_keys(TrainConfig)
-        sections = {k.rpartition(".")[0] for k in keys}
-        for key in keys:
-            if key in sections:
-                continue
-            print(f"  {key}={_lookup(defaults, key)}")
+        print("Options (key=default, then what it does where the field says):")
+        for line in option_lines(TrainConfig()):
+            print("  " + line)
         return 0
     resume = _pop_flag(argv, "--resume")
     model_path = _pop_option(argv, "--model")
@@ -85,6 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"groupwise train: {exc}", file=sys.stderr)
         return 2
     return 130 if summary.get("interrupted") else 0
+
+
+def load_plugin(name: str) -> None:
+    """Import a user's file (`my_estimator.py`) or module (`my_package.estimators`), so what it
+    registers (estimators, envs) exists before the config is read: its `algo.<name>` section too."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"--plugin {name}: no such file; pass a .py file that registers an estimator or env, "
+                              f"or an importable module name")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # so its dataclasses and pickles resolve
+        spec.loader.exec_module(module)
+        return
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"--plugin {name}: {exc}; pass a .py file or a module on the Python path") from None
 
 
 def _pop_flag(argv: list[str], flag: str) -> bool:
@@ -245,10 +269,22 @@ def resumed_config(saved: dict[str, Any], given: TrainConfig, overrides: Sequenc
     return cfg
 
 
-def _lookup(d: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
+def option_lines(cfg: Any, prefix: str = "") -> list[str]:
+    """`key=default  help` for every leaf field of `cfg`: the estimators' options carry their help
+    (algos/registry.py), as does any field declared with metadata={"help": ...}."""
+    import dataclasses
+
+    out = []
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            out += option_lines(value, key + ".")
+            continue
+        shown = to_dict({"v": value})["v"] if isinstance(value, (list, dict)) else value
+        shown = "null" if shown is None else str(shown).lower() if isinstance(shown, bool) else shown
+        help_text = f.metadata.get("help")
+        out.append(f"{key}={shown}" + (f"  {help_text}" if help_text else ""))
+    return out
 
 
 def uses_compact_prompt(cfg: TrainConfig) -> bool:
@@ -305,38 +341,52 @@ def check_env(cfg: TrainConfig) -> None:
 
 
 def check_algorithm(cfg: TrainConfig) -> None:
-    """Reject, before any work, an estimator that does not exist or cannot work with this setup."""
-    from algos.advantages import check_estimator
-    from algos.rl import PROBE_ESTIMATORS, estimator_config
+    """Reject, before any work, an estimator that does not exist or cannot work with this setup:
+    what it needs is what it registered (algos/registry.py)."""
+    from algos.registry import check_estimator
 
-    name = cfg.algo.name
     try:
-        check_estimator(name, **estimator_config(cfg))
-    except TypeError as exc:  # an option the estimator does not take is a config mistake
-        raise ConfigError(str(exc)) from exc
+        spec = cfg.algo.estimator()
     except ValueError as exc:  # an unknown estimator
         raise ConfigError(f"algo.name: {exc}") from exc
-    k = cfg.algo.hgpo.history_length
-    if name == "hgpo" and k is not None and k != cfg.env.history_length:
-        raise ConfigError(
-            f"hgpo groups steps by their last {k} + 1 states, but the prompts carry env.history_length="
-            f"{cfg.env.history_length} past steps, so its context groups would not match what the policy saw. "
-            f"Set algo.hgpo.history_length={cfg.env.history_length} (or leave it null to follow the prompt), "
-            f"or env.history_length={k}.")
-    if name == "mc_grpo" and cfg.rl.group_size < 2:
-        raise ConfigError("mc_grpo needs rl.group_size >= 2 (it collects G + 1 rollouts and drops the median)")
-    # value ranges (rl.max_sampling_rounds >= 1, ...) are the fields' own, checked as the config is built
-    if name in PROBE_ESTIMATORS or name == "gdpo":
-        info = _first_step_info(cfg)
-        if name in PROBE_ESTIMATORS and "ground_truth" not in info:
+    opt = getattr(cfg.algo, spec.name)
+    try:
+        check_estimator(spec.name, **vars(opt))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    for key, setting in spec.follows.items():
+        mine, theirs = getattr(opt, key), _setting(cfg, setting)
+        if mine is not None and mine != theirs:
             raise ConfigError(
-                f"{name} needs the ground-truth answer of each task (info['ground_truth']) for its information-gain "
+                f"algo.{spec.name}.{key}={mine} must equal {setting}={theirs}: {_help(spec, key)}. "
+                f"Set algo.{spec.name}.{key}={theirs} (or leave it null to follow {setting}), or {setting}={mine}.")
+    if cfg.rl.group_size < spec.min_group_size:
+        raise ConfigError(f"{spec.name} needs rl.group_size >= {spec.min_group_size} "
+                          f"(it collects {spec.extra_rollouts} more rollouts per task and leaves some out)")
+    # value ranges (rl.max_sampling_rounds >= 1, ...) are the fields' own, checked as the config is built
+    if spec.probe or spec.reward_components:
+        info = _first_step_info(cfg)
+        if spec.probe and "ground_truth" not in info:
+            raise ConfigError(
+                f"{spec.name} needs the ground-truth answer of each task (info['ground_truth']) for its information-gain "
                 f"probe, and env {cfg.env.id!r} does not provide one. Use an estimator without a probe "
                 f"(e.g. algo.name=gigpo or grpo) or an environment with a ground truth such as a QA task.")
-        if name == "gdpo" and not info.get("reward_components"):
+        if spec.reward_components and not info.get("reward_components"):
             raise ConfigError(
-                f"gdpo normalises each sub-reward separately, and env {cfg.env.id!r} reports none "
+                f"{spec.name} reads each named sub-reward, and env {cfg.env.id!r} reports none "
                 f"(info['reward_components'] after a step). Use algo.name=grpo, or an env with named sub-rewards.")
+
+
+def _setting(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _help(spec: Any, key: str) -> str:
+    import dataclasses
+
+    return next(f.metadata["help"] for f in dataclasses.fields(spec.options) if f.name == key)
 
 
 def _first_step_info(cfg: TrainConfig) -> dict[str, Any]:
@@ -382,7 +432,7 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, eval_pool: Any,
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     previous_int = signal.signal(signal.SIGINT, on_interrupt)
     completed = start
-    bar = tqdm(total=cfg.rl.iterations, initial=start, desc=f"{cfg.algo.name} on {cfg.env.id}",
+    bar = tqdm(total=cfg.rl.iterations, initial=start, desc=f"{cfg.algo.estimator().name} on {cfg.env.id}",
                disable=not cfg.progress or not dist.is_main())
     try:
         for it in range(start, cfg.rl.iterations):
@@ -600,7 +650,7 @@ def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], i
             seconds: float) -> dict[str, Any]:
     evals = history["eval"]
     summary = {
-        "env": cfg.env.id, "algo": cfg.algo.name, "iterations": evals[-1]["iteration"] if evals else 0,
+        "env": cfg.env.id, "algo": cfg.algo.estimator().name, "iterations": evals[-1]["iteration"] if evals else 0,
         "success_before_rl": evals[0]["success"] if evals else None,
         "success_after_rl": evals[-1]["success"] if evals else None,
         "best_success": max(e["success"] for e in evals[1:]) if len(evals) > 1 else None,
@@ -624,7 +674,7 @@ def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], i
         model.save_pretrained(final)
         (policy.processor or policy.tokenizer).save_pretrained(final)
         plot_curves(out / "metrics.jsonl", ["eval/success", "rollout/success"], out / "success.png",
-                    title=f"{cfg.algo.name} on {cfg.env.id}")
+                    title=f"{cfg.algo.estimator().name} on {cfg.env.id}")
         print(f"success on {cfg.eval.episodes} evaluation rooms: before RL {summary['success_before_rl']:.3f}"
               f" -> after RL {summary['success_after_rl']:.3f}  ({seconds / 60:.1f} min)")
         print(f"model: {final}   curves: {out / 'success.png'}   metrics: {out / 'metrics.jsonl'}")

@@ -2,17 +2,19 @@
 
 Every field can be set from YAML (`--config run.yaml`) or the command line with dotted keys:
 `groupwise train algo.name=grpo algo.gigpo.step_advantage_w=0.5 train.iterations=20`.
-Estimator options live in a section named after the estimator; only the section of `algo.name`
-is passed to `compute_advantages`. Numeric fields declare their valid range (`ranged(default, ge=1)`,
-field metadata); a value outside it is refused when the config is built (algos/config.py).
+Estimator options live in a section named after the estimator, built from the options the
+estimator registered (algos/registry.py); only the section of `algo.name` is used. Numeric fields
+declare their valid range (`ranged(default, ge=1)`, field metadata); a value outside it is refused
+when the config is built (algos/config.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Literal, Optional
 
 from algos.config import ranged
+from algos.registry import EstimatorSpec, estimator, list_estimators, on_register
 
 
 @dataclass
@@ -92,126 +94,33 @@ class SFTConfig:
 
 
 @dataclass
-class GRPOOptions:
-    mode: Literal["mean_norm", "mean_std_norm"] = "mean_std_norm"
-    episode_stats_over: Literal["steps", "trajs"] = "steps"
-    invalid_penalty: float = ranged(0.1, ge=0)
-
-
-@dataclass
-class GiGPOOptions:
-    gamma: float = ranged(0.95, ge=0, le=1)
-    mode: Literal["mean_norm", "mean_std_norm"] = "mean_norm"  # the Sokoban scripts use mean_norm
-    step_advantage_w: float = ranged(1.0, ge=0)
-    episode_stats_over: Literal["steps", "trajs"] = "steps"
-    invalid_penalty: float = ranged(0.1, ge=0)
-    enable_similarity: bool = False
-    similarity_thresh: float = ranged(0.95, ge=0, le=1)
-
-
-@dataclass
-class FlowGRPOOptions:
-    pool: Literal["turns", "trajs"] = "turns"
-
-
-@dataclass
-class HGPOOptions:
-    gamma: float = ranged(0.95, ge=0, le=1)
-    #: K, the history depth of the context groups. It must equal the prompt memory
-    #: (env.history_length); None takes it from there, a different value is a config error.
-    history_length: Optional[int] = ranged(None, ge=0)
-    mode: Literal["mean_norm", "mean_std_norm"] = "mean_std_norm"
-    length_weight_alpha: float = ranged(1.0)
-    base_group: bool = False
-    invalid_penalty: float = ranged(0.1, ge=0)
-    #: join near-identical states (text: difflib ratio; images: thumbnail distance) at every level
-    enable_similarity: bool = False
-    similarity_thresh: float = ranged(0.95, ge=0, le=1)
-
-
-@dataclass
-class IGPOOptions:
-    gamma: float = ranged(1.0, ge=0, le=1)
-    info_gain: Literal["prob_diff", "log_prob_diff"] = "prob_diff"
-    norm: Literal["joint", "separate"] = "joint"
-
-
-@dataclass
-class A2TGPOOptions:
-    gamma: float = ranged(1.0, ge=0, le=1)
-    info_gain: Literal["prob_diff", "log_prob_diff"] = "prob_diff"
-    #: β of the adaptive turn-level clip range ε_t = ε·(1 + β(2σ(Ĩ_t) − 1)), ε = loss.clip_low.
-    clip_beta: float = ranged(0.3, ge=0, le=1)
-
-
-@dataclass
-class RLOOOptions:
-    invalid_penalty: float = ranged(0.1, ge=0)
-
-
-@dataclass
-class ReinforcePPOptions:
-    gamma: float = ranged(1.0, ge=0, le=1)
-    baseline: bool = True  # REINFORCE++-baseline: subtract the group mean before batch whitening
-    invalid_penalty: float = ranged(0.1, ge=0)
-
-
-@dataclass
-class DrGRPOOptions:
-    episode_stats_over: Literal["steps", "trajs"] = "steps"
-    invalid_penalty: float = ranged(0.1, ge=0)
-
-
-@dataclass
-class MCGRPOOptions:
-    #: "mad" is the paper's (median absolute deviation + 1e-3: |A| = 1000 for binary rewards),
-    #: "std" and "none" are the safer alternatives of algorithms.md §13.1.
-    scale: Literal["mad", "std", "none"] = "mad"
-
-
-@dataclass
-class GDPOOptions:
-    #: One weight per named sub-reward (info["reward_components"], sorted by name); None = all 1.
-    weights: Optional[list[float]] = ranged(None)
-
-
-@dataclass
-class SALTOptions:
-    base: Literal["grpo", "rloo"] = "grpo"
-    merge: Literal["prefix", "state"] = "prefix"
-
-
-@dataclass
-class GAEOptions:
-    """PPO with a critic: a value model trained alongside the policy on the GAE returns."""
-
-    gamma: float = ranged(1.0, ge=0, le=1)
-    lam: float = ranged(1.0, ge=0, le=1)
-    whiten: bool = True  # normalise the advantages over the batch (verl does)
-    critic_lr: float = ranged(1e-3, gt=0)
-    value_clip: float = ranged(0.2, ge=0)  # PPO value clipping around the old values; 0 disables it
-    critic_warmup: int = ranged(0, ge=0)  # iterations that train only the critic before the policy moves
-
-
-@dataclass
-class AlgoConfig:
-    #: The advantage estimator: gigpo, grpo, hgpo, flow_grpo, igpo, a2tgpo, rloo, reinforce_pp,
-    #: dr_grpo, mc_grpo, gdpo, salt or gae (algos/<name>.py documents each). Its options are the
-    #: section of the same name below.
+class _AlgoName:
+    #: The advantage estimator: one of `algos.list_estimators()` (algos/<name>.py documents each).
+    #: Its options are the section of the same name, built from the estimator's registered options.
     name: str = "gigpo"
-    grpo: GRPOOptions = field(default_factory=GRPOOptions)
-    gigpo: GiGPOOptions = field(default_factory=GiGPOOptions)
-    hgpo: HGPOOptions = field(default_factory=HGPOOptions)
-    flow_grpo: FlowGRPOOptions = field(default_factory=FlowGRPOOptions)
-    igpo: IGPOOptions = field(default_factory=IGPOOptions)
-    a2tgpo: A2TGPOOptions = field(default_factory=A2TGPOOptions)
-    rloo: RLOOOptions = field(default_factory=RLOOOptions)
-    reinforce_pp: ReinforcePPOptions = field(default_factory=ReinforcePPOptions)
-    dr_grpo: DrGRPOOptions = field(default_factory=DrGRPOOptions)
-    mc_grpo: MCGRPOOptions = field(default_factory=MCGRPOOptions)
-    gdpo: GDPOOptions = field(default_factory=GDPOOptions)
-    salt: SALTOptions = field(default_factory=SALTOptions)
-    gae: GAEOptions = field(default_factory=GAEOptions)
+
+    def estimator(self) -> EstimatorSpec:
+        """What the registry knows about the estimator `name` (a ValueError if it has none)."""
+        return estimator(self.name)
+
+
+def _algo_config_class() -> type:
+    """`AlgoConfig`: `name` plus one section per registered estimator (its options dataclass), so
+    an estimator registered later (a user's) gets its `algo.<name>` section too."""
+    sections = [(spec.name, spec.options, field(default_factory=spec.options))
+                for spec in map(estimator, list_estimators())]
+    cls = make_dataclass("AlgoConfig", sections, bases=(_AlgoName,))
+    cls.__module__, cls.__doc__ = __name__, "The estimator (`name`) and every estimator's options."
+    return cls
+
+
+AlgoConfig = _algo_config_class()
+
+
+def _add_section(spec: EstimatorSpec) -> None:
+    global AlgoConfig
+    if spec.name not in {f.name for f in fields(AlgoConfig)}:
+        AlgoConfig = _algo_config_class()
 
 
 @dataclass
@@ -332,9 +241,12 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    algo: AlgoConfig = field(default_factory=lambda: AlgoConfig())  # rebuilt as estimators register
     loss: LossConfig = field(default_factory=LossConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+
+on_register(_add_section)

@@ -17,7 +17,8 @@ import algos.mc_grpo  # noqa: F401
 import algos.reinforce_pp  # noqa: F401
 import algos.rloo  # noqa: F401
 import algos.salt  # noqa: F401
-from algos import StepTable, compute_advantages, compute_diagnostics, estimator_options
+from algos import StepTable, estimator_options
+from tests.paper_options import compute_advantages, compute_diagnostics
 from algos.hgpo import window_codes
 
 TOL = 1e-4
@@ -100,13 +101,15 @@ def assert_permutation_invariant(name: str, table: StepTable, seed: int = 0, **c
 
 
 def test_registered_with_spec_defaults():
-    assert estimator_options("hgpo") == dict(gamma=0.95, history_length=2, mode="mean_std_norm",
-                                             length_weight_alpha=1.0, base_group=False, invalid_penalty=0.0,
+    # One default per option, the command line's: the verl-agent scripts' penalty of 0.1, HGPO's K
+    # following env.history_length (None), REINFORCE++ with its group baseline.
+    assert estimator_options("hgpo") == dict(gamma=0.95, history_length=None, mode="mean_std_norm",
+                                             length_weight_alpha=1.0, base_group=False, invalid_penalty=0.1,
                                              episode_stats_over="steps", enable_similarity=False,
                                              similarity_thresh=0.95, eps=1e-6)
-    assert estimator_options("rloo") == dict(invalid_penalty=0.0)
-    assert estimator_options("reinforce_pp") == dict(gamma=1.0, baseline=False, eps=1e-6, invalid_penalty=0.0)
-    assert estimator_options("dr_grpo") == dict(episode_stats_over="steps", invalid_penalty=0.0)
+    assert estimator_options("rloo") == dict(invalid_penalty=0.1)
+    assert estimator_options("reinforce_pp") == dict(gamma=1.0, baseline=True, eps=1e-6, invalid_penalty=0.1)
+    assert estimator_options("dr_grpo") == dict(episode_stats_over="steps", invalid_penalty=0.1)
     assert estimator_options("mc_grpo") == dict(scale="mad", mad_eps=1e-3, eps=1e-6)
     assert estimator_options("gdpo") == dict(weights=None, eps=1e-4)
     assert estimator_options("salt") == dict(base="grpo", merge="prefix", eps=1e-6)
@@ -288,11 +291,11 @@ def test_hgpo_diagnostics(sec24):
 
 
 @pytest.mark.parametrize("cfg, match", [
-    (dict(mode="std"), "mode must be one of"),
-    (dict(gamma=1.5), "gamma must be in"),
-    (dict(history_length=-1), "history_length must be an int >= 0"),
-    (dict(history_length=1.5), "history_length must be an int >= 0"),
-    (dict(episode_stats_over="rows"), "episode_stats_over must be one of"),
+    (dict(mode="std"), "hgpo: mode: 'std' is not allowed; choose one of"),
+    (dict(gamma=1.5), r"hgpo: gamma=1.5 is out of range: it must be a finite number in \[0, 1\]"),
+    (dict(history_length=-1), "history_length=-1 is out of range: it must be an integer >= 0"),
+    (dict(history_length=1.5), "history_length: expected int, got 1.5"),
+    (dict(episode_stats_over="rows"), "episode_stats_over: 'rows' is not allowed"),
     (dict(length_weight_alpha=float("nan")), "length_weight_alpha"),
 ])
 def test_hgpo_bad_options(sec24, cfg, match):
@@ -413,9 +416,9 @@ def test_reinforce_pp_singleton_group_uses_zero_baseline():
 
 
 @pytest.mark.parametrize("cfg, match", [
-    (dict(gamma=1.5), "gamma must be in"),
+    (dict(gamma=1.5), "reinforce_pp: gamma=1.5 is out of range"),
     (dict(baseline=True, gamma=0.9), "gamma must be 1.0 with baseline=True"),
-    (dict(baseline="yes"), "baseline must be True or False"),
+    (dict(baseline="maybe"), "baseline: expected bool, got 'maybe'"),
 ])
 def test_reinforce_pp_bad_options(cfg, match):
     with pytest.raises(ValueError, match=match):
@@ -455,7 +458,7 @@ def test_dr_grpo_row_order_and_shift(seed):
 
 
 def test_dr_grpo_bad_option():
-    with pytest.raises(ValueError, match="episode_stats_over must be one of"):
+    with pytest.raises(ValueError, match="dr_grpo: episode_stats_over: 'rows' is not allowed; choose one of 'steps', 'trajs'"):
         compute_advantages("dr_grpo", single_step({"a": [1, 0]}), episode_stats_over="rows")
 
 
@@ -522,8 +525,8 @@ def test_mc_grpo_unsortable_trajectory_ids_fall_back_to_batch_order():
 
 
 @pytest.mark.parametrize("cfg, match", [
-    (dict(scale="iqr"), "scale must be one of"),
-    (dict(mad_eps=-1.0), "mad_eps must be a number >= 0"),
+    (dict(scale="iqr"), "scale: 'iqr' is not allowed; choose one of 'mad', 'std', 'none'"),
+    (dict(mad_eps=-1.0), "mad_eps=-1.0 is out of range: it must be a finite number >= 0"),
 ])
 def test_mc_grpo_bad_options(cfg, match):
     with pytest.raises(ValueError, match=match):
@@ -602,7 +605,7 @@ def test_gdpo_errors():
     table = gdpo_table({"A": [(0, 0), (0, 1)]})
     with pytest.raises(ValueError, match=r"weights has 3 entries .* 2 reward components \['correctness', 'format'\]"):
         compute_advantages("gdpo", table, weights=(1, 1, 1))
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(ValueError, match="weights: expected list"):
         compute_advantages("gdpo", table, weights="11")
 
 
@@ -695,8 +698,8 @@ def test_salt_matches_loop_reference_and_invariances(seed, base, merge):
 
 
 @pytest.mark.parametrize("cfg, match", [
-    (dict(base="ppo"), "base must be one of"),
-    (dict(merge="anchor"), "merge must be one of"),
+    (dict(base="ppo"), "base: 'ppo' is not allowed; choose one of 'grpo', 'rloo'"),
+    (dict(merge="anchor"), "merge: 'anchor' is not allowed"),
 ])
 def test_salt_bad_options(cfg, match):
     with pytest.raises(ValueError, match=match):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import algos
-from algos import StepTable, compute_advantages
+from algos import StepTable
+from tests.paper_options import compute_advantages
 
 
 def random_table(seed: int, n_groups: int = 3, group_size: int = 4, max_turns: int = 5) -> StepTable:

@@ -25,5 +25,5 @@ def test_trajectory_pooled_matches_the_paper():
 
 
 def test_bad_pool_is_named():
-    with pytest.raises(ValueError, match="pool must be one of"):
+    with pytest.raises(ValueError, match="flow_grpo: pool: 'steps' is not allowed; choose one of 'turns', 'trajs'"):
         compute_advantages("flow_grpo", _table(), pool="steps")

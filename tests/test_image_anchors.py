@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from algos import StepTable, compute_advantages, compute_diagnostics
+from algos import StepTable
+from tests.paper_options import compute_advantages, compute_diagnostics
 from algos.gigpo import step_group_codes
 from algos.hgpo import window_codes
 from algos.steptable import anchor_similarity, similarity_codes

@@ -54,3 +54,38 @@ def test_the_tour_names_files_that_exist():
             if not any(p.exists() for p in here):
                 missing.append(f"{folder}/{name}")
     assert not missing, f"the README tour names paths that do not exist: {missing}"
+
+
+def test_the_estimator_table_is_the_registry():
+    from algos.registry import estimator, list_estimators, options_table
+
+    built_in = [n for n in list_estimators() if (estimator(n).fn.__module__ or "").startswith("algos.")]
+    assert options_table(built_in) in README, "README's estimator table is stale: paste `python -m algos.registry`"
+
+
+def test_the_add_your_own_estimator_example_trains_through_the_cli(tmp_path):
+    """The README's estimator file and its command, on a tiny budget: it trains, and --help lists its option."""
+    import json
+    import subprocess
+    import sys
+
+    section = README.split("## Add your own estimator")[1].split("\n## ")[0]
+    code = re.search(r"```python\n(# my_estimator.py\n.*?)```", section, re.S).group(1)
+    (tmp_path / "my_estimator.py").write_text(code)
+    command = re.search(r"```bash\n(groupwise train .*?)\n```", section, re.S).group(1).split()
+    assert command[:4] == ["groupwise", "train", "--plugin", "my_estimator.py"]
+    cli = [sys.executable, "-m", "agents.cli", *command[1:]]
+    tiny = ["sft.episodes=4", "sft.epochs=1", "rl.iterations=1", "rl.tasks_per_iter=2", "rl.group_size=2",
+            "rl.max_new_tokens=8", "eval.episodes=2", "env.workers=0", "tensorboard=false", "progress=false",
+            "env.kwargs={max_steps: 4}", f"out_dir={tmp_path / 'run'}"]
+    root = str(Path(__file__).parent.parent)
+    env = {**__import__("os").environ, "PYTHONPATH": root}
+    done = subprocess.run(cli + tiny, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["algo"] == "best_of_group" and summary["iterations"] == 1
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trained = [m for m in metrics if "adv/max" in m]
+    assert trained and all(m["adv/max"] <= 1e-12 for m in trained)  # return minus the group's best is never > 0
+    helped = subprocess.run(cli[:6] + ["--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert "algo.best_of_group.scale=1.0  multiplies every advantage" in helped.stdout

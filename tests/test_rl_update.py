@@ -103,7 +103,7 @@ def test_every_estimator_trains_through_the_trainer(tiny_model_dir, sokoban_pool
     assert m["train/rows"] > 0 and math.isfinite(m["train/grad_norm"])
     assert m["rollout/episodes"] == 2 * trainer.group_size
     if algo == "mc_grpo":  # G + 1 rollouts per task, the median pivot's rows left out
-        assert trainer.group_size == 3 and m["adv/dropped_rows"] > 0
+        assert trainer.group_size == 3 and m["adv/dropped_frac"] > 0
     if algo == "gae":
         assert "train/critic_value_loss" in m and "critic" in trainer.state_dict()
 
