@@ -269,6 +269,12 @@ def resumed_config(saved: dict[str, Any], given: TrainConfig, overrides: Sequenc
     return cfg
 
 
+def _lookup(d: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
 def option_lines(cfg: Any, prefix: str = "") -> list[str]:
     """`key=default  help` for every leaf field of `cfg`: the estimators' options carry their help
     (algos/registry.py), as does any field declared with metadata={"help": ...}."""
