@@ -3,12 +3,15 @@
 Shared pieces (all vectorised over rows; references are to algorithms.md):
     discounted_returns   G_t = sum_k gamma^(k-t) r_k inside each trajectory (§1.1 step 1)
     episode_returns      R(tau) = sum_t r_t, copied onto every row of the trajectory (§0.1)
+    group_stats          count, sum, mean, std (and min, max) within integer-coded groups: the one
+                         place the estimators' group statistics are computed
     group_normalize      (x - mean_g) or (x - mean_g) / (std_u_g + eps) within integer-coded groups
     episode_advantages   the GRPO / GiGPO episode term incl. the invalid-action penalty (§1.1 steps 2-3, §0.7)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -76,6 +79,45 @@ def apply_invalid_penalty(values: np.ndarray, table: StepTable, penalty: float) 
     return values - penalty * (~table.valid)
 
 
+@dataclass(frozen=True)
+class GroupStats:
+    """Per-group statistics of `values` over integer codes 0..k-1, each array of length k."""
+
+    count: np.ndarray  # members (float when `rows` weights them)
+    total: np.ndarray  # sum of the members' values
+    mean: np.ndarray  # total / count (0 for an empty group)
+    std: np.ndarray  # sqrt(sum of squared deviations / max(count - ddof, 1) + var_eps)
+    lo: np.ndarray | None  # min and max of the members (with extremes=True): a flat group has lo == hi
+    hi: np.ndarray | None
+
+
+def group_stats(values: np.ndarray, codes: np.ndarray, *, ddof: int, rows: np.ndarray | None = None,
+                var_eps: float = 0.0, n_groups: int | None = None, extremes: bool = False) -> GroupStats:
+    """Count, sum, mean and std of `values` within each group of `codes`, vectorised with bincount.
+
+    The estimators differ in exactly these choices, so each call site names them: `ddof` 1 (unbiased,
+    verl and GRPO's torch.std) or 0 (population, HGPO's and IGPO's code); `var_eps` added inside the
+    square root (IGPO's 1e-8); `rows` (bool per value) the members the statistics are taken over,
+    while the others stay in their group; `extremes` also returns each group's min and max.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    k = int(codes.max(initial=-1)) + 1 if n_groups is None else n_groups
+    w = None if rows is None else np.asarray(rows, dtype=np.float64)
+    count = np.bincount(codes, weights=w, minlength=k)
+    total = np.bincount(codes, weights=values if w is None else w * values, minlength=k)
+    mean = total / np.maximum(count, 1)
+    sq = (values - mean[codes]) ** 2
+    std = np.sqrt(np.bincount(codes, weights=sq if w is None else w * sq, minlength=k) / np.maximum(count - ddof, 1)
+                  + var_eps)
+    lo = hi = None
+    if extremes:
+        member = slice(None) if rows is None else np.asarray(rows, dtype=bool)
+        lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
+        np.minimum.at(lo, codes[member], values[member])
+        np.maximum.at(hi, codes[member], values[member])
+    return GroupStats(count, total, mean, std, lo, hi)
+
+
 def group_normalize(
     values: np.ndarray,
     codes: np.ndarray,
@@ -99,13 +141,9 @@ def group_normalize(
     if mode not in NORM_MODES:
         raise ValueError(f"unknown normalisation mode {mode!r}; expected one of {NORM_MODES}")
     values = np.asarray(values, dtype=np.float64)
-    k = int(codes.max(initial=-1)) + 1
-    w = np.ones(len(values)) if stats_rows is None else np.asarray(stats_rows, dtype=np.float64)
-
-    count = np.bincount(codes, weights=w, minlength=k)
-    mean = np.bincount(codes, weights=w * values, minlength=k) / np.maximum(count, 1)
+    stats = group_stats(values, codes, ddof=1, rows=stats_rows)
+    count, mean, std = stats.count, stats.mean.copy(), stats.std.copy()
     dev = values - mean[codes]
-    std = np.sqrt(np.bincount(codes, weights=w * dev**2, minlength=k) / np.maximum(count - 1, 1))
 
     single = count <= 1
     std[single] = 1.0
@@ -186,10 +224,7 @@ def advantage_diagnostics(table: StepTable, advantages: np.ndarray) -> dict[str,
     traj_group = np.zeros(table.n_trajs, dtype=np.int64)
     traj_group[table.traj_codes] = table.group_codes
     traj_return = np.bincount(table.traj_codes, weights=table.reward, minlength=table.n_trajs)
-    hi = np.full(table.n_groups, -np.inf)
-    lo = np.full(table.n_groups, np.inf)
-    np.maximum.at(hi, traj_group, traj_return)
-    np.minimum.at(lo, traj_group, traj_return)
+    stats = group_stats(traj_return, traj_group, ddof=1, n_groups=table.n_groups, extremes=True)
     out["group/mean_trajs"] = table.n_trajs / table.n_groups
-    out["group/uniform_return_frac"] = float(np.mean(hi - lo <= 1e-12))
+    out["group/uniform_return_frac"] = float(np.mean(stats.hi - stats.lo <= 1e-12))
     return out

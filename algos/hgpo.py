@@ -31,6 +31,7 @@ from algos.advantages import (
     discounted_returns,
     episode_advantages,
     episode_returns,
+    group_stats,
 )
 from algos.registry import option, register_estimator
 from algos.steptable import StepTable, combine_codes, similarity_codes
@@ -85,18 +86,12 @@ def _level_advantage(values: np.ndarray, codes: np.ndarray, mode: str, eps: floa
     rows = np.flatnonzero(codes >= 0)
     c = codes[rows]
     v = values[rows]
-    k = int(c.max(initial=-1)) + 1
-    count = np.bincount(c, minlength=k)
-    mean = np.bincount(c, weights=v, minlength=k) / np.maximum(count, 1)
-    lo = np.full(k, np.inf)
-    hi = np.full(k, -np.inf)
-    np.minimum.at(lo, c, v)
-    np.maximum.at(hi, c, v)
-    dev = np.where((hi == lo)[c], 0.0, v - mean[c])
+    stats = group_stats(v, c, ddof=0, extremes=True)  # population std, as the authors' code
+    count = stats.count
+    dev = np.where((stats.hi == stats.lo)[c], 0.0, v - stats.mean[c])
     a = dev
     if mode == "mean_std_norm":
-        std = np.sqrt(np.bincount(c, weights=dev**2, minlength=k) / np.maximum(count, 1))
-        a = dev / (std[c] + eps)
+        a = dev / (stats.std[c] + eps)  # a flat group's dev is 0 whatever its float residue of std
 
     out = np.zeros(len(values))
     in_group = np.zeros(len(values), dtype=bool)
@@ -113,15 +108,11 @@ def _base_item(table: StepTable, *, mode: str, episode_stats_over: str, invalid_
     a_e = episode_advantages(table, mode=mode, episode_stats_over=episode_stats_over,
                              invalid_penalty=invalid_penalty, eps=eps)
     r_row = apply_invalid_penalty(episode_returns(table), table, invalid_penalty)
-    stats = np.ones(len(table), dtype=bool) if episode_stats_over == "steps" else table.position == 0
+    pooled = None if episode_stats_over == "steps" else table.position == 0
     g = table.group_codes
-    count = np.bincount(g[stats], minlength=table.n_groups)
-    lo = np.full(table.n_groups, np.inf)
-    hi = np.full(table.n_groups, -np.inf)
-    np.minimum.at(lo, g[stats], r_row[stats])
-    np.maximum.at(hi, g[stats], r_row[stats])
-    flat = (count >= 2) & (hi == lo)
-    return np.where(flat[g] & (r_row == lo[g]), 0.0, a_e)
+    stats = group_stats(r_row, g, ddof=1, rows=pooled, n_groups=table.n_groups, extremes=True)
+    flat = (stats.count >= 2) & (stats.hi == stats.lo)
+    return np.where(flat[g] & (r_row == stats.lo[g]), 0.0, a_e)
 
 
 def hgpo_diagnostics(

@@ -31,7 +31,7 @@ import numpy as np
 from dataclasses import dataclass
 from typing import Literal
 
-from algos.advantages import discounted_sums, episode_returns
+from algos.advantages import discounted_sums, episode_returns, group_stats
 from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
@@ -94,14 +94,9 @@ def pool_zscore(values: np.ndarray, codes: np.ndarray, member: np.ndarray) -> np
     μ_g, σ_g = sqrt(pop_var_g + 1e-8) over the member rows of group g; a group with ≤ 1 member has
     σ := 1 and μ = its own value, so its single member gets 0.
     """
-    k = int(codes.max(initial=-1)) + 1
-    w = member.astype(np.float64)
-    count = np.bincount(codes, weights=w, minlength=k)
-    mean = np.bincount(codes, weights=w * values, minlength=k) / np.maximum(count, 1)
-    dev = values - mean[codes]
-    std = np.sqrt(np.bincount(codes, weights=w * dev**2, minlength=k) / np.maximum(count, 1) + _VAR_EPS)
-    std[count <= 1] = 1.0
-    return np.where(member, dev / (std[codes] + _STD_EPS), 0.0)
+    stats = group_stats(values, codes, ddof=0, rows=member, var_eps=_VAR_EPS)  # IGPO's compute_group_stats
+    std = np.where(stats.count <= 1, 1.0, stats.std)
+    return np.where(member, (values - stats.mean[codes]) / (std[codes] + _STD_EPS), 0.0)
 
 
 def igpo_diagnostics(table: StepTable, *, info_gain: str = "prob_diff") -> dict[str, float]:

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from algos.advantages import group_stats
 from algos.registry import option, register_estimator
 from algos.rloo import trajectory_frame
 from algos.steptable import StepTable
@@ -91,10 +92,7 @@ def mc_grpo(table: StepTable, opt: MCGRPOOptions) -> np.ndarray:
         mad = abs_dev[_lower_middle(abs_dev, traj_group, table.n_groups, np.zeros(table.n_trajs))]
         denom = mad + mad_eps
     elif scale == "std":
-        count = np.bincount(traj_group, minlength=table.n_groups)
-        mean = np.bincount(traj_group, weights=traj_return, minlength=table.n_groups) / np.maximum(count, 1)
-        sq = np.bincount(traj_group, weights=(traj_return - mean[traj_group]) ** 2, minlength=table.n_groups)
-        denom = np.sqrt(sq / np.maximum(count - 1, 1)) + eps
+        denom = group_stats(traj_return, traj_group, ddof=1, n_groups=table.n_groups).std + eps
     else:
         denom = np.ones(table.n_groups)
 

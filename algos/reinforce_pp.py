@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algos.advantages import apply_invalid_penalty, discounted_returns
+from algos.advantages import apply_invalid_penalty, discounted_returns, group_stats
 from algos.registry import option, register_estimator
 from algos.rloo import trajectory_frame
 from algos.steptable import StepTable
@@ -64,9 +64,8 @@ def reinforce_pp(table: StepTable, opt: ReinforcePPOptions) -> np.ndarray:
 
     if baseline:
         traj_group, traj_return = trajectory_frame(table)
-        count = np.bincount(traj_group, minlength=table.n_groups)
-        mean = np.bincount(traj_group, weights=traj_return, minlength=table.n_groups) / np.maximum(count, 1)
-        mean[count == 1] = 0.0
+        stats = group_stats(traj_return, traj_group, ddof=1, n_groups=table.n_groups)
+        mean = np.where(stats.count == 1, 0.0, stats.mean)  # a lone trajectory: baseline 0, as verl
         x = (traj_return - mean[traj_group])[table.traj_codes]
     else:
         x = discounted_returns(table, gamma)

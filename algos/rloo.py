@@ -15,7 +15,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
-from algos.advantages import apply_invalid_penalty
+from algos.advantages import apply_invalid_penalty, group_stats
 from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
@@ -38,10 +38,9 @@ def trajectory_frame(table: StepTable) -> tuple[np.ndarray, np.ndarray]:
 def leave_one_out(values: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
     """values_i - mean of the other values with the same code; 0 for an element alone in its code
     (no other member, so no baseline: it carries no group-relative signal)."""
-    count = np.bincount(codes, minlength=n_codes)
-    total = np.bincount(codes, weights=values, minlength=n_codes)
-    others = count[codes] - 1
-    return np.where(others > 0, values - (total[codes] - values) / np.maximum(others, 1), 0.0)
+    stats = group_stats(values, codes, ddof=1, n_groups=n_codes)
+    others = stats.count[codes] - 1
+    return np.where(others > 0, values - (stats.total[codes] - values) / np.maximum(others, 1), 0.0)
 
 
 @register_estimator("rloo", options=RLOOOptions)
