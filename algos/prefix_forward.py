@@ -1,6 +1,6 @@
 """Prefix-shared forward (algorithms.md §15, Prefix Grouper): encode each distinct prompt once.
 
-`shared_prefix_logprobs` is a drop-in replacement for `agents.hf.sequence_logprobs` (same
+`shared_prefix_logprobs` is a drop-in replacement for `agents.forward.sequence_logprobs` (same
 arguments, same return contract, same numbers to float rounding, gradients included): rows whose
 prompt ids are identical — the G rollouts of a task group at turn 0, or any identical-prompt rows
 with ``history_length=0`` — share one forward of the prompt.
@@ -67,7 +67,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from agents.hf import _base_model, _cache_kwarg, _new_cache, sequence_logprobs, suppressed_token_ids
+from agents.forward import base_model, cache_kwarg, new_cache, sequence_logprobs, suppressed_token_ids
 from agents.lm_head import head_inputs, selective_logprobs
 from algos.batching import prompt_groups
 
@@ -101,7 +101,7 @@ def _split_rows(prompt_ids_list, response_ids_list, min_share: int) -> tuple[lis
 
 def _supports_sharing(model) -> bool:
     """False for models the cache layout cannot serve exactly (they take the plain path)."""
-    base = _base_model(model)
+    base = base_model(model)
     types = getattr(getattr(base, "config", None), "layer_types", None)
     if types and any(t != "full_attention" for t in types):
         return False
@@ -127,7 +127,7 @@ def shared_prefix_logprobs(
     pixel_values: torch.Tensor | None = None,
     image_grid_thw: torch.Tensor | None = None,
 ):
-    """`agents.hf.sequence_logprobs` with each distinct shared prompt encoded once.
+    """`agents.forward.sequence_logprobs` with each distinct shared prompt encoded once.
 
     Returns ``(logp, mask, entropy)`` exactly as `sequence_logprobs`: ``logp`` float32 ``[B, T]`` in
     input row order (0 where masked), ``mask`` bool ``[B, T]``, ``entropy`` ``[B, T]`` or None;
@@ -188,9 +188,9 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[list
     pre_pos = torch.arange(Pm, dtype=torch.long).unsqueeze(0).expand(K, Pm)
     pre_ids, pre_attn, pre_pos = pre_ids.to(device), pre_attn.to(device), pre_pos.to(device)
 
-    cache = _new_cache(model)
+    cache = new_cache(model)
     model(input_ids=pre_ids, attention_mask=pre_attn, position_ids=pre_pos, use_cache=True,
-          logits_to_keep=1, **{_cache_kwarg(model): cache})
+          logits_to_keep=1, **{cache_kwarg(model): cache})
 
     rows = [i for g in groups for i in g]
     group_of = [k for k, g in enumerate(groups) for _ in g]
@@ -212,7 +212,7 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[list
 
     cache.batch_select_indices(g_t.to(device))
     with head_inputs(model) as seen:  # no logits here: the head runs on response positions below
-        model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{_cache_kwarg(model): cache})
+        model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{cache_kwarg(model): cache})
     hidden = seen[-1]  # [N, Rm, H]; column t predicts token t
     at = mask.nonzero(as_tuple=True)
     tok_logp, tok_ent = selective_logprobs(model, hidden[at], tgt[at], suppressed_token_ids(model), return_entropy)

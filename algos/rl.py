@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.hf import sequence_logprobs
+from agents.forward import sequence_logprobs
 from agents.policy import SamplingParams
 from agents.prompts import PromptBuilder
 from agents.records import Trajectory

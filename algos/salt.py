@@ -15,7 +15,6 @@ Edge keys:
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from agents.hf import sequence_logprobs
+from agents.forward import sequence_logprobs
 from agents.prompts import PromptBuilder
 from agents.records import StepRecord
 from agents.rollout import collect

@@ -303,7 +303,7 @@ def check_model(cfg: TrainConfig) -> None:
 
     Nothing is loaded here (a tokenizer without a chat template is found by `load_policy`, which loads
     the tokenizer before the weights)."""
-    from agents.hf import ChatTemplateError, resolve_chat_template, resolve_model_path
+    from agents.model_files import ChatTemplateError, resolve_chat_template, resolve_model_path
 
     m = cfg.model
     try:
@@ -508,7 +508,8 @@ def env_shows_images(cfg: TrainConfig) -> bool:
 def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> Any:
     """The hf policy: a local model folder (with LoRA unless off), or the tiny model built here
     (the tiny Qwen2-VL when the env's observations carry images, see `wants_vlm`)."""
-    from agents.hf import ChatTemplateError, HFPolicy, UnsupportedModelError
+    from agents.hf import HFPolicy
+    from agents.model_files import ChatTemplateError, UnsupportedModelError
 
     check_model(cfg)
     template = cfg.model.chat_template.strip() or None

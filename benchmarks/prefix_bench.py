@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.hf import sequence_logprobs  # noqa: E402
+from agents.forward import sequence_logprobs  # noqa: E402
 from algos.prefix_forward import (  # noqa: E402
     prefix_share_stats,
     shared_prefix_logprobs,

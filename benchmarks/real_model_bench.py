@@ -39,7 +39,7 @@ def old_sequence_logprobs(model, prompt_ids_list, response_ids_list, pad_id, ret
     entropy over the full vocabulary. Kept here only to measure what the new one saves."""
     import torch
 
-    from agents.hf import suppress_tokens, suppressed_token_ids
+    from agents.forward import suppress_tokens, suppressed_token_ids
 
     B = len(prompt_ids_list)
     p_lens = [len(p) for p in prompt_ids_list]
@@ -103,7 +103,7 @@ def expert_rows(policy: Any, compact: bool, n: int) -> list[Any]:
     """`n` rows: Sokoban expert turns in the trainer's prompt for this model, with old log-probs."""
     import torch
 
-    from agents.hf import sequence_logprobs
+    from agents.forward import sequence_logprobs
     from agents.prompts import PromptBuilder
     from agents.rollout import collect
     from agents.simple import ExpertPolicy

@@ -10,7 +10,8 @@ import unicodedata
 import pytest
 import torch
 
-from agents.hf import HFPolicy, sequence_logprobs
+from agents.hf import HFPolicy
+from agents.forward import sequence_logprobs
 from agents.policy import Generation, Policy, Request, SamplingParams
 from agents.tiny import MARKER_FILE, ensure_tiny_model, init_model, train_tokenizer
 

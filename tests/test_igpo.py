@@ -273,7 +273,7 @@ def tiny_policy(tiny_model_dir):
 
 
 def test_tiny_model_probe_equals_an_independent_per_sample_computation(tiny_policy):
-    from agents.hf import sequence_logprobs
+    from agents.forward import sequence_logprobs
 
     prompt = PromptBuilder.for_env("test-qa")
     with EnvPool("test-qa", num_envs=4, num_workers=0) as pool:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.hf import HFPolicy, sequence_logprobs, suppressed_token_ids
+from agents.hf import HFPolicy
+from agents.forward import sequence_logprobs, suppressed_token_ids
 from agents.lm_head import head_inputs, reference_logprobs, selective_logprobs
 from algos.prefix_forward import shared_prefix_logprobs
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.hf import ChatTemplateError, HFPolicy, resolve_chat_template, resolve_model_path
+from agents.hf import HFPolicy
+from agents.model_files import ChatTemplateError, resolve_chat_template, resolve_model_path
 from agents.policy import Request, SamplingParams
 from agents.tiny import CHATML_TEMPLATE
 from algos.config import ConfigError
@@ -234,7 +235,7 @@ def test_a_gguf_of_an_architecture_transformers_cannot_read_says_what_to_use(tmp
     import gguf
     import numpy as np
 
-    from agents.hf import UnsupportedModelError
+    from agents.model_files import UnsupportedModelError
     from algos.train import main
 
     path = tmp_path / "rwkv.gguf"

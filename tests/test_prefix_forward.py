@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from agents.hf import sequence_logprobs
+from agents.forward import sequence_logprobs
 from algos.prefix_forward import (
     cost_proxy,
     prefix_share_stats,

@@ -2,7 +2,8 @@
 
 import torch
 
-from agents.hf import HFPolicy, sequence_logprobs
+from agents.hf import HFPolicy
+from agents.forward import sequence_logprobs
 from algos.batching import Row, chat_prompt_ids, response_ids_for
 from algos.rl import RLTrainer
 from algos.train_config import TrainConfig

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import envs
-from agents.hf import HFPolicy, sequence_logprobs
+from agents.hf import HFPolicy
+from agents.forward import sequence_logprobs
 from agents.policy import Request, SamplingParams
 from agents.prompts import PromptBuilder
 from agents.vlm import (VLProcessor, chat_images, encode_chat, ensure_tiny_vlm, freeze_vision_tower, is_vlm_folder,
