@@ -37,7 +37,7 @@ import numpy as np
 from algos.checkpoint import write_json_atomic
 from algos.config import ConfigError, apply_overrides, load_yaml
 from algos.stats import mean_ci, paired_bootstrap, verdict
-from algos.train import uses_compact_prompt
+from algos.policy_setup import uses_compact_prompt
 from algos.train_config import TrainConfig
 from envs.seeds import stream
 
@@ -96,7 +96,8 @@ def run_configs(bench: BenchConfig, out: Path) -> tuple[dict[int, TrainConfig], 
 
 
 def run_bench(bench: BenchConfig, out: Path) -> dict[str, Any]:
-    from algos.train import check_config, train
+    from algos.train_checks import check_config
+    from algos.train import train
 
     warm, runs = run_configs(bench, out)
     for cfg in [*warm.values(), *runs.values()]:

@@ -1,6 +1,6 @@
 """Multi-process training under `torchrun`: DDP or FSDP, gloo on CPU and NCCL on GPUs.
 
-    torchrun --nproc_per_node 2 -m agents.cli train distributed.mode=ddp ...
+    torchrun --nproc_per_node 2 -m algos.cli train distributed.mode=ddp ...
 
 How the work is split (the trainer does this through the helpers below):
 

@@ -6,101 +6,26 @@ other backends receive the new weights from `sync_weights` after each update.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from contextlib import nullcontext as _null
 from typing import Any
 
-import numpy as np
 import torch
 
 from agents.forward import sequence_logprobs
 from agents.policy import SamplingParams
 from agents.prompts import PromptBuilder
 from agents.records import Trajectory
-from agents.rollout import Rollout, collect, rollout_metrics, success_by_task_type
+from agents.rollout import Rollout
 from algos import distributed as dist
 from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
-from algos.registry import estimator_diagnostics, run_estimator
-from algos.steptable import StepTable
+from algos.advantage_rows import estimator_options, informative_groups, rollouts_per_task, rows_with_advantages
+from algos.collection import collect_groups
 from algos.train_config import TrainConfig
-from envs.seeds import eval_task_seeds, stream, task_seed
-
-def rollouts_per_task(cfg: TrainConfig) -> int:
-    """Rollouts collected per task: G, plus what the estimator asks for (MC-GRPO's pivot, §13.1)."""
-    return cfg.rl.group_size + cfg.algo.estimator().extra_rollouts
-
-
-def estimator_options(cfg: TrainConfig) -> Any:
-    """The estimator's options: its `algo.<name>` section, with the options that follow a trainer
-    setting (`EstimatorSpec.follows`) filled in from it when left None."""
-    spec = cfg.algo.estimator()
-    opt = getattr(cfg.algo, spec.name)
-    followed = {key: _setting(cfg, path) for key, path in spec.follows.items() if getattr(opt, key) is None}
-    return dataclasses.replace(opt, **followed) if followed else opt
-
-
-def _setting(cfg: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def collect_groups(pool: Any, policy: Any, seeds: list[int], group_size: int, sampling: SamplingParams,
-                   prompt: PromptBuilder, first_group_id: int = 0, **kwargs: Any) -> Rollout:
-    """`collect` on one process, or across the ranks of a distributed run: each rank plays a
-    contiguous slice of the task seeds (all `group_size` rollouts of each, so no group is split,
-    with the group ids a single process would give them) and every rank gets all trajectories
-    back in task order. The rollout metrics are recomputed over the whole batch. `sampling` is this
-    rank's: its seed names a stream of its own (envs.seeds, "train_sampling" has the rank)."""
-    ctx = dist.context()
-    if not ctx.active:
-        return collect(pool, policy, seeds, group_size, sampling, prompt, first_group_id=first_group_id, **kwargs)
-    lo, hi = dist.shard_range(len(seeds))
-    part = (collect(pool, policy, seeds[lo:hi], group_size, sampling, prompt, first_group_id=first_group_id + lo,
-                    **kwargs) if hi > lo else Rollout([], {}))
-    return merge_rollouts(dist.all_gather_objects(part))
-
-
-def merge_rollouts(parts: list[Rollout]) -> Rollout:
-    """One Rollout from the ranks' parts: trajectories in rank order, metrics over all of them
-    (token counts summed, wall times the slowest rank's)."""
-    trajs = [t for p in parts for t in p.trajectories]
-    ms = [p.metrics for p in parts if p.metrics]
-    slowest = max(ms, key=lambda m: m.get("time_total", 0.0)) if ms else {}
-    timer = {"generation": slowest.get("time_generation", 0.0), "env": slowest.get("time_env", 0.0)}
-    if "time_probe" in slowest:
-        timer["probe"] = slowest["time_probe"]
-    tokens = int(sum(m.get("tokens_generated", 0.0) for m in ms))
-    return Rollout(trajs, rollout_metrics(trajs, tokens, slowest.get("time_total", 0.0), timer))
-
-
-def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
-    """Per-step rows carrying their advantage; infrastructure failures are left out of training.
-
-    Rows whose advantage is NaN are the estimator's way of leaving a row out (MC-GRPO's pivot).
-    """
-    steps = [s for t in trajectories if t.error is None for s in t.steps]
-    if not steps:
-        return [], {}
-    table = StepTable.from_records(steps)
-    spec, opt = cfg.algo.estimator(), estimator_options(cfg)
-    adv = run_estimator(spec.name, table, opt)
-    extra = spec.columns(table, opt, clip=cfg.loss.clip_low) if spec.columns else {}
-    rows = []
-    for k, (s, a) in enumerate(zip(steps, adv)):
-        if not s.response_ids or np.isnan(a):
-            continue
-        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": s.value}
-        if any(isinstance(m.get("content"), list) for m in s.messages):  # a chat with images (VLM step)
-            meta["chat"] = s.messages
-        meta.update({name: float(col[k]) for name, col in extra.items()})
-        rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
-    return rows, estimator_diagnostics(spec.name, table, adv, opt)
-
+from envs.seeds import stream, task_seed
 
 class RLTrainer:
     def __init__(self, cfg: TrainConfig, policy: Any, pool: Any, prompt: PromptBuilder,
@@ -438,60 +363,9 @@ class RLTrainer:
         return m
 
 
-def informative_groups(trajectories: list[Trajectory]) -> list[list[Trajectory]]:
-    """Task groups whose (healthy) trajectories do not all have the same return, in batch order."""
-    groups: dict[int, list[Trajectory]] = {}
-    for t in trajectories:
-        groups.setdefault(t.group_id, []).append(t)
-    out = []
-    for group in groups.values():
-        returns = [t.episode_return for t in group if t.error is None]
-        if len(returns) > 1 and max(returns) - min(returns) > 1e-9:
-            out.append(group)
-    return out
-
-
 def _pad(tensors: list[torch.Tensor | None], width: int) -> torch.Tensor:
     out = torch.zeros(len(tensors), width)
     for k, t in enumerate(tensors):
         if t is not None:
             out[k, : t.shape[0]] = t
     return out
-
-
-def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig) -> tuple[dict[str, float], dict[str, list]]:
-    """One episode on each evaluation task (`eval.seed` .. + `eval.episodes` - 1, in envs.seeds'
-    evaluation range; `pool` holds the env's evaluation split where it has one).
-
-    Returns the metrics (success, return, steps, success per task type, over the episodes whose env
-    did not fail; "failed_episodes" counts those that did) and the outcome of every task in task
-    order, {"seed", "success", "return", "failed"}: the mean over its `eval.samples_per_task`
-    episodes that played (null if none did), so two policies can be compared task by task."""
-    ev = cfg.eval
-    k = ev.samples_per_task
-    seeds = eval_task_seeds(ev.seed, ev.episodes)
-    lo, hi = dist.shard_range(len(seeds))  # distributed: each rank plays its slice of the rooms
-    if getattr(policy, "model", None) is not None:  # scripted and served policies have no local model
-        policy.model.eval()
-    per_call = max(pool.num_envs // k, 1)
-    if per_call * k > pool.num_envs:
-        raise ValueError(f"eval.samples_per_task={k} needs a pool of at least {k} envs; it has {pool.num_envs}")
-    trajs: list[Trajectory] = []
-    for chunk, start in enumerate(range(lo, hi, per_call)):
-        sampling = SamplingParams(temperature=ev.temperature, max_new_tokens=cfg.rl.max_new_tokens, greedy=ev.greedy,
-                                  seed=stream(cfg.seed, "eval_sampling", chunk, dist.context().rank))
-        trajs += collect(pool, policy, seeds[start:min(start + per_call, hi)], k, sampling, prompt).trajectories
-    trajs = [t for part in dist.all_gather_objects(trajs) for t in part]
-    played = [t for t in trajs if t.error is None]  # an env that failed says nothing of the policy
-    n = max(len(played), 1)
-    metrics = {"success": sum(t.won for t in played) / n, "return": sum(t.episode_return for t in played) / n,
-               "steps": sum(t.length for t in played) / n, "failed_episodes": float(len(trajs) - len(played)),
-               **success_by_task_type(played, counts=True)}
-    tasks = [trajs[i:i + k] for i in range(0, len(trajs), k)]  # collect keeps a task's k episodes together
-    outcomes = {"seed": [g[0].seed for g in tasks], "success": [], "return": [],
-                "failed": [sum(t.error is not None for t in g) for g in tasks]}
-    for g in tasks:  # a task whose every episode failed has no outcome (null)
-        ok = [t for t in g if t.error is None]
-        outcomes["success"].append(round(sum(t.won for t in ok) / len(ok), 6) if ok else None)
-        outcomes["return"].append(round(sum(float(t.episode_return) for t in ok) / len(ok), 6) if ok else None)
-    return metrics, outcomes

@@ -14,7 +14,7 @@
 
 Several processes (DDP, or FSDP with distributed.mode=fsdp; gloo on CPU, NCCL on GPUs):
 
-    torchrun --nproc_per_node 2 -m agents.cli train distributed.mode=ddp
+    torchrun --nproc_per_node 2 -m algos.cli train distributed.mode=ddp
 
 VLM options: model.vlm (auto | on | off; auto builds the tiny VLM when model.path is empty and the
 env's observations carry images), model.freeze_vision (False: the vision tower trains too),
@@ -38,12 +38,15 @@ import numpy as np
 import torch
 
 from algos import distributed as dist
-from algos.checkpoint import (CheckpointError, load_checkpoint, load_latest, restore_rng_state, save_checkpoint,
+from algos.checkpoint import (CheckpointError, load_latest, restore_rng_state, save_checkpoint,
                               write_json_atomic)
-from algos.config import (ConfigError, apply_overrides, check_ranges, from_dict, parse_cli, save_yaml, split_cli,
+from algos.config import (ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, split_cli,
                           to_dict)
 from algos.logger import MetricsLogger, NullLogger, plot_curves
-from algos.task_sets import SeedsFile, check_task_sets, eval_env_options, sft_task_seeds
+from algos.task_sets import SeedsFile, eval_env_options, sft_task_seeds
+from algos.policy_setup import (image_history, load_policy_on_every_rank, load_weights, uses_compact_prompt,
+                                vllm_rollout_policy)
+from algos.train_checks import check_config, check_model
 from algos.train_config import TrainConfig
 from envs.seeds import stream
 
@@ -195,7 +198,7 @@ def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dic
     compact = uses_compact_prompt(cfg)
     prompt = PromptBuilder.for_env(cfg.env.id, compact=compact, history_length=cfg.env.history_length,
                                    image_history=image_history(cfg))
-    from algos.rl import rollouts_per_task
+    from algos.advantage_rows import rollouts_per_task
 
     # each rank plays its share of the task groups and of the evaluation rooms
     share = lambda n: -(-n // ctx.world)  # noqa: E731
@@ -211,7 +214,7 @@ def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dic
         eval_pool = pool if not eval_apart else stack.enter_context(
             make_pool(cfg.env.pool, cfg.env.id, num_envs=eval_size, num_workers=cfg.env.workers,
                       env_kwargs=eval_env_options(cfg), **extra))
-        policy = _load_policy_on_every_rank(cfg, out, compact)
+        policy = load_policy_on_every_rank(cfg, out, compact)
         ref_model = copy.deepcopy(policy.model).eval() if cfg.loss.kl_coef > 0 else None
         if cfg.model.backend == "vllm":
             policy = vllm_rollout_policy(cfg, policy, out)
@@ -293,128 +296,10 @@ def option_lines(cfg: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def uses_compact_prompt(cfg: TrainConfig) -> bool:
-    """env.prompt=auto means compact for the tiny model trained here and full for a loaded model."""
-    return cfg.env.prompt == "compact" or (cfg.env.prompt == "auto" and not cfg.model.path)
-
-
-def check_model(cfg: TrainConfig) -> None:
-    """Reject, before any work, a model.path / model.gguf_file / model.chat_template that cannot load.
-
-    Nothing is loaded here (a tokenizer without a chat template is found by `load_policy`, which loads
-    the tokenizer before the weights)."""
-    from agents.model_files import ChatTemplateError, resolve_chat_template, resolve_model_path
-
-    m = cfg.model
-    try:
-        resolve_chat_template(m.chat_template, option="model.chat_template=")
-    except ChatTemplateError as exc:
-        raise ConfigError(str(exc)) from None
-    if not m.path.strip():
-        if m.gguf_file.strip():
-            raise ConfigError(
-                f"model.gguf_file={m.gguf_file} names a file in model.path, but model.path is empty (an empty "
-                f"model.path builds the tiny model). Pass the folder that holds it: --model FOLDER "
-                f"model.gguf_file={m.gguf_file}, or the file itself: --model FOLDER/{Path(m.gguf_file).name}")
-        return
-    try:
-        resolve_model_path(m.path, m.gguf_file.strip() or None, gguf_option="model.gguf_file=")
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(f"model.path={m.path}: {exc}") from None
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Every check that needs no model and no env instance: value ranges (done when a config is
-    built from user input; again for configs built in code), the env and its options, the
-    estimator and its combination with the rest, and the task sets (envs/seeds.py)."""
-    check_ranges(cfg)
-    check_env(cfg)
-    check_algorithm(cfg)
-    check_task_sets(cfg)
-
-
-def check_env(cfg: TrainConfig) -> None:
-    """Reject, before any work, an unknown env.id, or env.kwargs the env's constructor does not take
-    (read from its signature, as `envs.make` checks it; the env is not built)."""
-    from envs.registry import UnknownEnvError, check_options
-
-    try:
-        check_options(cfg.env.id, cfg.env.options())
-    except UnknownEnvError as exc:
-        raise ConfigError(f"env.id={cfg.env.id}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"env.kwargs: {exc}") from None
-
-
-def check_algorithm(cfg: TrainConfig) -> None:
-    """Reject, before any work, an estimator that does not exist or cannot work with this setup:
-    what it needs is what it registered (algos/registry.py)."""
-    from algos.registry import check_estimator
-
-    try:
-        spec = cfg.algo.estimator()
-    except ValueError as exc:  # an unknown estimator
-        raise ConfigError(f"algo.name: {exc}") from exc
-    opt = getattr(cfg.algo, spec.name)
-    try:
-        check_estimator(spec.name, **vars(opt))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
-    for key, setting in spec.follows.items():
-        mine, theirs = getattr(opt, key), _setting(cfg, setting)
-        if mine is not None and mine != theirs:
-            raise ConfigError(
-                f"algo.{spec.name}.{key}={mine} must equal {setting}={theirs}: {_help(spec, key)}. "
-                f"Set algo.{spec.name}.{key}={theirs} (or leave it null to follow {setting}), or {setting}={mine}.")
-    if cfg.rl.group_size < spec.min_group_size:
-        raise ConfigError(f"{spec.name} needs rl.group_size >= {spec.min_group_size} "
-                          f"(it collects {spec.extra_rollouts} more rollouts per task and leaves some out)")
-    # value ranges (rl.max_sampling_rounds >= 1, ...) are the fields' own, checked as the config is built
-    if spec.probe or spec.reward_components:
-        info = _first_step_info(cfg)
-        if spec.probe and "ground_truth" not in info:
-            raise ConfigError(
-                f"{spec.name} needs the ground-truth answer of each task (info['ground_truth']) for its information-gain "
-                f"probe, and env {cfg.env.id!r} does not provide one. Use an estimator without a probe "
-                f"(e.g. algo.name=gigpo or grpo) or an environment with a ground truth such as a QA task.")
-        if spec.reward_components and not info.get("reward_components"):
-            raise ConfigError(
-                f"{spec.name} reads each named sub-reward, and env {cfg.env.id!r} reports none "
-                f"(info['reward_components'] after a step). Use algo.name=grpo, or an env with named sub-rewards.")
-
-
-def _setting(cfg: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _help(spec: Any, key: str) -> str:
-    import dataclasses
-
-    return next(f.metadata["help"] for f in dataclasses.fields(spec.options) if f.name == key)
-
-
-def _first_step_info(cfg: TrainConfig) -> dict[str, Any]:
-    """The env's info after reset merged with its info after one (expert or first) action."""
-    from envs import make
-
-    env = make(cfg.env.id, **cfg.env.options())
-    try:
-        _, info = env.reset(seed=cfg.seed)
-        try:
-            action = env.expert_action()
-        except (AttributeError, NotImplementedError):  # no solver: the first admissible action, or any
-            action = (info.get("admissible_actions") or [""])[0]
-        return {**info, **env.step(action)[4]}
-    finally:
-        env.close()
-
-
 def _evaluate(policy: Any, eval_pool: Any, prompt: Any, cfg: TrainConfig, history: dict[str, Any],
               iteration: int) -> dict[str, float]:
     """Evaluate; keep the metrics and every task's outcome in the run's history."""
-    from algos.rl import evaluate
+    from algos.evaluate import evaluate
 
     ev, outcomes = evaluate(policy, eval_pool, prompt, cfg)
     history["eval"].append({"iteration": iteration, **ev})
@@ -475,126 +360,6 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, eval_pool: Any,
     return False
 
 
-def image_history(cfg: TrainConfig) -> int:
-    """env.image_history: past steps whose images the prompt carries, the current one included (default 1)."""
-    value = int(cfg.env.image_history)
-    if value < 0:
-        raise ConfigError(f"env.image_history must be >= 0 (1 = the current frame only); got {value}")
-    return value
-
-
-def wants_vlm(cfg: TrainConfig) -> bool:
-    """Whether to build the tiny VLM (model.path empty): model.vlm=on, or auto and the env shows images."""
-    mode = str(cfg.model.vlm)
-    if mode not in ("auto", "on", "off"):
-        raise ConfigError(f"model.vlm must be auto, on or off; got {mode!r}")
-    if mode != "auto":
-        return mode == "on"
-    return image_history(cfg) > 0 and env_shows_images(cfg)
-
-
-def env_shows_images(cfg: TrainConfig) -> bool:
-    """True when the env's first observation (seed cfg.seed) carries images."""
-    from envs import make
-
-    env = make(cfg.env.id, **cfg.env.options())
-    try:
-        obs, _ = env.reset(seed=cfg.seed)
-        return bool(len(obs.get("images") or ()))
-    finally:
-        env.close()
-
-
-def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> Any:
-    """The hf policy: a local model folder (with LoRA unless off), or the tiny model built here
-    (the tiny Qwen2-VL when the env's observations carry images, see `wants_vlm`)."""
-    from agents.hf import HFPolicy
-    from agents.model_files import ChatTemplateError, UnsupportedModelError
-
-    check_model(cfg)
-    template = cfg.model.chat_template.strip() or None
-    try:
-        if cfg.model.path:
-            policy = HFPolicy(cfg.model.path, gguf_file=cfg.model.gguf_file.strip() or None, chat_template=template)
-            use_lora = cfg.model.lora != "off"
-        else:
-            from agents.tiny import ensure_tiny_model, env_corpus
-
-            texts = env_corpus(cfg.env.id, cfg.env.history_length, env_kwargs=cfg.env.options(),
-                               compact=compact_prompt)
-            if wants_vlm(cfg):
-                from agents.vlm import ensure_tiny_vlm
-
-                policy = HFPolicy(ensure_tiny_vlm(out / "base-model", texts), chat_template=template)
-            else:
-                policy = HFPolicy(ensure_tiny_model(out / "base-model", texts), chat_template=template)
-            use_lora = cfg.model.lora == "on"
-    except (ChatTemplateError, UnsupportedModelError) as exc:  # found with the tokenizer, before the weights load
-        raise ConfigError(str(exc)) from None
-    checkpointing = cfg.model.gradient_checkpointing
-    if checkpointing == "on" or (checkpointing == "auto" and cfg.model.path):
-        if hasattr(policy.model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
-            policy.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if use_lora:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
-                          target_modules="all-linear", task_type="CAUSAL_LM")
-        policy.model = get_peft_model(policy.model, lora)
-    if cfg.model.freeze_vision:
-        if not policy.is_vlm:
-            raise ConfigError("model.freeze_vision is set but the policy is a text model (it has no vision tower)")
-        from agents.vlm import freeze_vision_tower
-
-        freeze_vision_tower(policy.model)
-    return policy
-
-
-def policy_from_checkpoint(path: str | Path, chat_template: str | None = None) -> Any:
-    """The policy of a training checkpoint (`<out_dir>/checkpoints/ckpt-000032`): the run's model,
-    built as the run built it, with the checkpoint's weights. For `groupwise eval --policy`.
-    `chat_template` replaces the run's model.chat_template when given."""
-    path = Path(path)
-    state = load_checkpoint(path)
-    cfg = from_dict(TrainConfig, state["config"])
-    if chat_template:
-        cfg.model.chat_template = chat_template
-    policy = load_policy(cfg, path.parent.parent, uses_compact_prompt(cfg))  # the run folder holds a built tiny model
-    _load_weights(policy.model, state["model"])
-    policy.model.eval()
-    return policy
-
-
-def vllm_rollout_policy(cfg: TrainConfig, policy: Any, out: Path) -> Any:
-    """A vLLM engine that generates for the trainer's model (model.backend=vllm)."""
-    from agents.vllm_backend import VLLMPolicy
-
-    v = cfg.vllm
-    try:
-        return VLLMPolicy(policy, out / "vllm-engine-model", max_model_len=v.max_model_len, kv_cache_gb=v.kv_cache_gb,
-                          gpu_memory_utilization=v.gpu_memory_utilization, sleep=v.sleep, dtype=v.dtype,
-                          tensor_parallel_size=v.tensor_parallel_size, seed=cfg.seed)
-    except (ImportError, ValueError) as exc:
-        raise ConfigError(f"model.backend=vllm: {exc}") from exc
-
-
-def _load_policy_on_every_rank(cfg: TrainConfig, out: Path, compact: bool) -> Any:
-    """`load_policy`, with rank 0 first (it may build the tiny model on disk, which the others then
-    load), the model on this rank's device, and rank 0's weights everywhere (LoRA's random init)."""
-    ctx = dist.context()
-    policy = load_policy(cfg, out, compact) if dist.is_main() else None
-    dist.barrier()
-    if policy is None:
-        policy = load_policy(cfg, out, compact)
-    if ctx.device != "cpu":
-        policy.model.to(ctx.device)
-        policy.device = torch.device(ctx.device)
-    dist.broadcast_module(policy.model)
-    return policy
-
-
 def _warm_start(cfg: TrainConfig, policy: Any, pool: Any, prompt: Any, logger: Any, trainer: Any) -> None:
     from algos.sft import collect_expert_steps, sft_rows, train_sft
 
@@ -637,15 +402,8 @@ def _save(ckpt_dir: Path, cfg: TrainConfig, iteration: int, model: torch.nn.Modu
     dist.barrier()
 
 
-def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """A checkpoint's weights (all of them, or the trainable ones only) into the run's model."""
-    missing = model.load_state_dict(weights, strict=False)
-    if missing.unexpected_keys:
-        raise RuntimeError(f"checkpoint does not match the model: unexpected keys {missing.unexpected_keys[:5]}")
-
-
 def _restore(state: dict[str, Any], model: torch.nn.Module, trainer: Any, history: dict[str, Any]) -> int:
-    _load_weights(model, state["model"])
+    load_weights(model, state["model"])
     trainer.load_state_dict(state["trainer"] if "trainer" in state else {"optimizer": state["optimizer"]})
     history.update(state.get("history") or {})
     if "rng" in state:

@@ -11,7 +11,7 @@ when the config is built (algos/config.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, make_dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from algos.config import ranged
 from algos.registry import EstimatorSpec, estimator, list_estimators, on_register
@@ -115,6 +115,13 @@ def _algo_config_class() -> type:
 
 
 AlgoConfig = _algo_config_class()
+
+
+def setting(cfg: Any, dotted: str) -> Any:
+    """The value of the dotted key `dotted` ("env.history_length") in the config `cfg`."""
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def _add_section(spec: EstimatorSpec) -> None:

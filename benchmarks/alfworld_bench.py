@@ -39,7 +39,7 @@ OUT = ROOT / "benchmarks" / "results"
 
 def expert_wins(games_per_type: int) -> dict[str, dict[str, float]]:
     """Per task type: the expert's success and mean steps through the `groupwise rollout` command."""
-    from agents.cli import main as cli
+    from algos.cli import main as cli
     from envs.alfworld import TASK_TYPES
 
     table = {}

@@ -103,7 +103,7 @@ def expert_success(tasks: list[str], episodes: int) -> dict[str, float]:
 
 
 def random_rollout(episodes: int) -> dict[str, float]:
-    from agents.cli import main as cli
+    from algos.cli import main as cli
 
     buf = io.StringIO()
     with redirect_stdout(buf):

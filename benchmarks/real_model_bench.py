@@ -85,7 +85,7 @@ def load(model: str, checkpointing: str, out: Path) -> tuple[Any, bool, Any]:
     """(policy, compact prompt, config) for "tiny" or "smollm2", set up as `groupwise train` sets it
     up (LoRA on for the loaded model, full training for the tiny one)."""
     from algos.config import apply_overrides
-    from algos.train import load_policy
+    from algos.policy_setup import load_policy
     from algos.train_config import TrainConfig
 
     overrides = [f"model.gradient_checkpointing={checkpointing}"]

@@ -33,7 +33,7 @@ OUT = ROOT / "benchmarks" / "results"
 
 
 def rollout(episodes: int, *extra: str) -> dict[str, float]:
-    from agents.cli import main as cli
+    from algos.cli import main as cli
 
     out = io.StringIO()
     with redirect_stdout(out):

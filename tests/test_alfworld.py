@@ -12,7 +12,7 @@ import alfworld.gen.goal_library as goal_library
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from agents.cli import main as cli_main
+from algos.cli import main as cli_main
 from agents.records import StepRecord, Trajectory
 from agents.rollout import success_by_task_type
 from envs.alfworld import generator

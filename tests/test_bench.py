@@ -60,7 +60,7 @@ def test_bench_runs_a_comparison_and_writes_table_and_plot(tmp_path):
         "name": "tiny", "seeds": [0], "common": SMALL,
         "algorithms": {"GRPO": ["algo.name=grpo"], "PPO (critic)": ["algo.name=gae"]},
     }))
-    cmd = [sys.executable, "-m", "agents.cli", "bench", str(cfg), "--out", str(tmp_path / "out")]
+    cmd = [sys.executable, "-m", "algos.cli", "bench", str(cfg), "--out", str(tmp_path / "out")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     table = (tmp_path / "out" / "bench.md").read_text()

@@ -122,7 +122,7 @@ def test_evaluation_reports_failed_episodes_apart_from_the_policy(tmp_path):
     from agents.prompts import PromptBuilder
     from agents.simple import ExpertPolicy
     from algos.config import apply_overrides
-    from algos.rl import evaluate
+    from algos.evaluate import evaluate
     from algos.train_config import TrainConfig
 
     envs.register("test-faulty", "tests.faulty_envs:FaultyEnv")

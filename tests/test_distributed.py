@@ -85,7 +85,7 @@ def _worker(rank: int, world: int, port: int, out: str, model_dir: str) -> None:
     import torch.distributed as tdist
 
     from algos import distributed as dist
-    from algos.rl import rows_with_advantages
+    from algos.advantage_rows import rows_with_advantages
 
     tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     result: dict = {}
@@ -106,7 +106,7 @@ def _worker(rank: int, world: int, port: int, out: str, model_dir: str) -> None:
         from agents.policy import SamplingParams
         from agents.prompts import PromptBuilder
         from agents.simple import ExpertPolicy
-        from algos.rl import collect_groups
+        from algos.collection import collect_groups
         from envs import EnvPool
 
         prompt = PromptBuilder.for_env("sokoban", compact=True, history_length=0)
@@ -137,7 +137,7 @@ def two_ranks(tmp_path_factory, tiny_model_dir):
 
 
 def test_group_statistics_across_ranks_equal_the_single_process_ones(two_ranks):
-    from algos.rl import rows_with_advantages
+    from algos.advantage_rows import rows_with_advantages
 
     batch, ranks = two_ranks
     cfg = apply_overrides(TrainConfig(), ["algo.name=gigpo", "algo.gigpo.mode=mean_std_norm"])
@@ -183,7 +183,7 @@ def test_one_update_matches_a_single_process_update(two_ranks, tiny_model_dir, m
 
 def _torchrun_train(out: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "agents.cli", "train", f"out_dir={out}",
+           "--master_port", str(_free_port()), "-m", "algos.cli", "train", f"out_dir={out}",
            "sft.episodes=6", "sft.epochs=1", "rl.iterations=2", "rl.tasks_per_iter=3", "rl.group_size=2",
            "rl.max_new_tokens=8", "eval.episodes=3", "eval.every=2", "save_every=1", "env.workers=0",
            "tensorboard=false", "progress=false", "env.kwargs={max_steps: 3}", "distributed.mode=ddp", *extra]

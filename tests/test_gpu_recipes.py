@@ -103,7 +103,7 @@ def test_recipe_holds_the_published_numbers_its_header_documents(name):
     assert f"examples/gigpo_trainer/run_{name}.sh" in header and "langfengQ/verl-agent" in header
     assert "verl/trainer/config/ppo_trainer.yaml" in header and "no groupwise equivalent" in header
     assert "model.backend=vllm" in header and "Qwen/Qwen2.5-1.5B-Instruct" in header
-    assert f"torchrun --nproc_per_node 2 -m agents.cli train --config benchmarks/configs/{path.name}" in header
+    assert f"torchrun --nproc_per_node 2 -m algos.cli train --config benchmarks/configs/{path.name}" in header
 
     # every groupwise `key=value` the source section documents is the value the file sets
     sources = header.split("Where the numbers come from")[1].split("no groupwise equivalent")[0]

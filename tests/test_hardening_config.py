@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from agents.cli import main as cli_main
+from algos.cli import main as cli_main
 
 # A cheap run, so that the old code (which checked no values) failed fast instead of training
 # for minutes; the bad value comes last and wins.
@@ -64,7 +64,7 @@ def test_unknown_env_names_the_closest_one(tmp_path, capsys):
 
 def test_the_console_command_exits_2(tmp_path):
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "agents.cli", "train", f"out_dir={out}", "rl.lr=nan"],
+    r = subprocess.run([sys.executable, "-m", "algos.cli", "train", f"out_dir={out}", "rl.lr=nan"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == "groupwise train: rl.lr=nan is out of range: it must be a finite number > 0"

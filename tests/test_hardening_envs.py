@@ -216,7 +216,7 @@ def test_miniwob_type_caps_the_text_in_the_env_itself(monkeypatch):
 
 
 def test_cli_names_an_env_that_cannot_be_built_without_a_traceback(capsys):
-    from agents.cli import main
+    from algos.cli import main
 
     with pytest.raises(SystemExit, match="could not build env 'sokoban'.*unknown option"):
         main(["rollout", "--env", "sokoban", "--env-kw", "nope=1", "--episodes", "1", "--workers", "0"])

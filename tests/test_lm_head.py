@@ -128,7 +128,7 @@ def test_a_token_budget_gives_the_same_update(tiny_model_dir, tmp_path):
 
 def test_gradient_checkpointing_is_on_for_loaded_models_and_keeps_the_gradients(tiny_model_dir, tmp_path):
     from algos.config import apply_overrides
-    from algos.train import load_policy
+    from algos.policy_setup import load_policy
     from algos.train_config import TrainConfig
 
     grads = {}

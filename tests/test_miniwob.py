@@ -153,7 +153,7 @@ def test_every_registered_task_has_a_working_solver(task):
 
 
 def test_random_policy_rollout_writes_trajectories(tmp_path):
-    from agents.cli import main
+    from algos.cli import main
     from agents.records import read_jsonl
 
     out = tmp_path / "traj.jsonl"

@@ -37,7 +37,7 @@ needs_smol = pytest.mark.skipif(SMOL is None or importlib.util.find_spec("gguf")
 
 
 def _cli(*argv):
-    from agents.cli import main
+    from algos.cli import main
 
     return main([str(a) for a in argv])
 
@@ -151,7 +151,8 @@ def test_train_model_folder_without_weights_stops_before_work(tmp_path, capsys):
 
 
 def test_train_bad_chat_template_stops_before_work(tmp_path, capsys):
-    from algos.train import check_model, main
+    from algos.train_checks import check_model
+    from algos.train import main
     from algos.train_config import TrainConfig
 
     out = tmp_path / "run"

@@ -210,7 +210,7 @@ def test_policy_spec_parsing(url):
 
 
 def test_rollout_command_end_to_end(url, tmp_path, served):
-    from agents.cli import main
+    from algos.cli import main
     from agents.records import read_jsonl
 
     out = tmp_path / "trajs.jsonl"
@@ -224,7 +224,7 @@ def test_rollout_command_end_to_end(url, tmp_path, served):
 
 
 def test_eval_command_prints_success(url, capsys):
-    from agents.cli import main
+    from algos.cli import main
 
     rc = main(["eval", "--env", "sokoban", "--policy", f"openai:{url}", "--episodes", "2", "--workers", "0",
                "--max-new-tokens", "8"])
@@ -234,7 +234,7 @@ def test_eval_command_prints_success(url, capsys):
 
 
 def test_eval_of_a_scripted_policy_uses_the_env_eval_split(capsys):
-    from agents.cli import eval_env_kwargs, main
+    from algos.cli import eval_env_kwargs, main
 
     assert eval_env_kwargs("math")["split"] == "eval" and "split" not in eval_env_kwargs("sokoban")
     assert main(["eval", "--env", "sokoban", "--policy", "expert", "--episodes", "3", "--workers", "0"]) == 0
@@ -242,7 +242,7 @@ def test_eval_of_a_scripted_policy_uses_the_env_eval_split(capsys):
 
 
 def test_eval_writes_every_task_outcome_for_paired_comparisons(tmp_path, capsys):
-    from agents.cli import main
+    from algos.cli import main
 
     out = tmp_path / "eval.json"
     assert main(["eval", "--env", "sokoban", "--policy", "random", "--episodes", "3", "--samples-per-task", "2",
@@ -258,7 +258,7 @@ def test_eval_writes_every_task_outcome_for_paired_comparisons(tmp_path, capsys)
 
 
 def test_rollout_command_reports_an_unreachable_server_cleanly(capsys):
-    from agents.cli import main
+    from algos.cli import main
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     assert main(["rollout", "--env", "sokoban", "--policy", f"openai:{url}#{MODEL}", "--episodes", "1",
@@ -267,7 +267,7 @@ def test_rollout_command_reports_an_unreachable_server_cleanly(capsys):
 
 
 def test_serve_model_refuses_a_remote_host_without_allow_remote(tmp_path, capsys):
-    from agents.cli import main
+    from algos.cli import main
 
     assert main(["serve-model", "--model", str(tmp_path), "--host", "0.0.0.0"]) == 1
     assert "--allow-remote" in capsys.readouterr().err

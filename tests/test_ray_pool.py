@@ -213,7 +213,7 @@ def test_close_leaves_no_actors(ray):
 
 
 def test_cli_rollout_on_ray_actors(capsys):
-    from agents.cli import main
+    from algos.cli import main
 
     assert main(["rollout", "--env", "sokoban", "--policy", "expert", "--episodes", "4", "--group-size", "2",
                  "--pool", "ray"]) == 0

@@ -74,7 +74,7 @@ def test_the_add_your_own_estimator_example_trains_through_the_cli(tmp_path):
     (tmp_path / "my_estimator.py").write_text(code)
     command = re.search(r"```bash\n(groupwise train .*?)\n```", section, re.S).group(1).split()
     assert command[:4] == ["groupwise", "train", "--plugin", "my_estimator.py"]
-    cli = [sys.executable, "-m", "agents.cli", *command[1:]]
+    cli = [sys.executable, "-m", "algos.cli", *command[1:]]
     tiny = ["sft.episodes=4", "sft.epochs=1", "rl.iterations=1", "rl.tasks_per_iter=2", "rl.group_size=2",
             "rl.max_new_tokens=8", "eval.episodes=2", "env.workers=0", "tensorboard=false", "progress=false",
             "env.kwargs={max_steps: 4}", f"out_dir={tmp_path / 'run'}"]

@@ -40,7 +40,7 @@ import pytest  # noqa: E402
 from agents.prompts import PromptBuilder  # noqa: E402
 from agents.records import Trajectory  # noqa: E402
 from algos.config import apply_overrides  # noqa: E402
-from algos.rl import informative_groups, rows_with_advantages  # noqa: E402
+from algos.advantage_rows import informative_groups, rows_with_advantages  # noqa: E402
 from envs import EnvPool  # noqa: E402
 
 

@@ -108,7 +108,7 @@ def test_tiny_model_drives_a_rollout_with_logprobs(tiny_model_dir):
 
 
 def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "algos.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -134,7 +134,7 @@ def test_cli_envs_and_clear_errors():
 
 
 def test_cli_play_reads_moves_from_stdin():
-    r = subprocess.run([sys.executable, "-m", "agents.cli", "play", "sokoban", "--seed", "2"],
+    r = subprocess.run([sys.executable, "-m", "algos.cli", "play", "sokoban", "--seed", "2"],
                        input="?\nfly\nq\n", capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "expert:" in r.stdout and "valid False" in r.stdout

@@ -18,7 +18,7 @@ SMALL = ["sft.episodes=16", "sft.epochs=1", "rl.iterations=3", "rl.tasks_per_ite
 
 
 def _train(out, *extra, timeout=600):
-    return subprocess.Popen([sys.executable, "-m", "agents.cli", "train", f"out_dir={out}", *SMALL, *extra],
+    return subprocess.Popen([sys.executable, "-m", "algos.cli", "train", f"out_dir={out}", *SMALL, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -37,7 +37,7 @@ def test_train_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert (full / "success.png").stat().st_size > 0 and (full / "final-model" / "config.json").exists()
     assert [c.name for c in list_checkpoints(full / "checkpoints")] == ["ckpt-000002", "ckpt-000003"]
     # `--policy <checkpoint folder>` (groupwise eval / rollout) plays with that checkpoint's weights
-    from agents.cli import make_policy
+    from algos.cli import make_policy
 
     policy = make_policy(str(full / "checkpoints" / "ckpt-000002"), "sokoban", 0)
     ckpt2 = load_checkpoint(full / "checkpoints" / "ckpt-000002")["model"]
@@ -89,7 +89,7 @@ def test_resume_takes_run_length_keys_and_refuses_the_rest():
 
 
 def test_bad_config_key_suggests_the_right_one(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "agents.cli", "train", f"out_dir={tmp_path}", "algo.gigpo.step_advantge_w=0.5"],
+    r = subprocess.run([sys.executable, "-m", "algos.cli", "train", f"out_dir={tmp_path}", "algo.gigpo.step_advantge_w=0.5"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "step_advantage_w" in r.stderr and "step_advantge_w" in r.stderr
@@ -154,7 +154,7 @@ def test_a_probe_estimator_on_an_env_without_a_solver_is_a_config_error(tmp_path
     """The ground-truth check steps the env once; an env without expert_action must not crash it."""
     import envs
     from algos.config import ConfigError, apply_overrides
-    from algos.train import check_algorithm
+    from algos.train_checks import check_algorithm
     from algos.train_config import TrainConfig
     from envs.sokoban import SokobanEnv
 

@@ -151,7 +151,7 @@ def test_prompt_carries_the_configured_number_of_frames():
 
 
 def test_groupwise_rollout_with_a_vlm_folder(vlm_dir, tmp_path, capsys):
-    from agents.cli import main
+    from algos.cli import main
     from agents.records import read_jsonl
 
     out = tmp_path / "ro.jsonl"
@@ -181,7 +181,7 @@ def test_groupwise_train_builds_a_tiny_vlm_and_takes_an_rl_step(tmp_path):
 
 @pytest.mark.parametrize("env_id,kwargs", [("ezpoints", "{}"), ("vision-qa", "{image_size: 128}")])
 def test_tiny_vlm_trains_then_plays_the_image_envs(env_id, kwargs, tmp_path, capsys):
-    from agents.cli import main as cli
+    from algos.cli import main as cli
     from agents.records import read_jsonl
     from algos.train import main as train
 

@@ -136,7 +136,7 @@ def check_cli(folder: Path, work: Path, v) -> dict:
     is shut down (one process, one engine at a time)."""
     import gc
 
-    from agents.cli import main as cli
+    from algos.cli import main as cli
 
     v.close()
     del v

@@ -248,7 +248,7 @@ def make_policy(spec: str, env_id: str, seed: int = 0, gguf_file: str | None = N
         if (Path(path) / "meta.json").is_file():  # a training checkpoint: the run's model and its weights
             if gguf_file:
                 raise SystemExit(f"error: --gguf-file does not apply to a checkpoint ({path} names its model)")
-            from algos.train import policy_from_checkpoint
+            from algos.policy_setup import policy_from_checkpoint
 
             return policy_from_checkpoint(path, chat_template=chat_template)
         resolve_model_path(path, gguf_file, gguf_option="--gguf-file ")
@@ -282,9 +282,9 @@ def eval_env_kwargs(env_id: str, split: str | None = None, extra: dict[str, Any]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Run `algos.rl.evaluate` (the trainer's evaluation: one episode per seeded evaluation task)."""
+    """Run `algos.evaluate.evaluate` (the trainer's evaluation: one episode per seeded evaluation task)."""
     from agents.prompts import PromptBuilder
-    from algos.rl import evaluate
+    from algos.evaluate import evaluate
     from algos.train_config import EnvConfig, EvalConfig, TrainConfig
     from envs.seeds import check_eval_range
 
