@@ -18,6 +18,7 @@ the `turn` numbers do not split turn groups.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -40,30 +41,35 @@ def _normalised_rewards(table: StepTable, info_gain: str) -> tuple[np.ndarray, n
 class A2TGPOOptions:
     gamma: float = option(1.0, "discount inside the accumulated sum Σ_k γ^(k-t) r̂_k", ge=0, le=1)
     info_gain: InfoGain = option("prob_diff", "prob_diff: v = exp(ℓ); log_prob_diff: v = ℓ, as in IGPO (§4.1)")
-    clip_beta: float = option(0.3, "β of the adaptive turn-level clip range ε_t = ε(1 + β(2σ(Ĩ_t) − 1)), "
-                              "ε = loss.clip_low", ge=0, le=1)
+    clip_beta: float = option(0.3, "β of the adaptive turn-level clip range ε_t = ε(1 + β(2σ(Ĩ_t) − 1))", ge=0, le=1)
+    clip: Optional[float] = option(None, "ε of the clip ranges: the PPO clip loss.clip_low, which it follows when "
+                                   "null; without it (Python callers) no clip column is returned", ge=0)
 
 
-def _clip_column(table: StepTable, opt: A2TGPOOptions, *, clip: float) -> dict[str, np.ndarray]:
-    return {"clip": a2tgpo_clip_ranges(table, clip=clip, beta=opt.clip_beta, info_gain=opt.info_gain)}
-
-
-@register_estimator("a2tgpo", options=A2TGPOOptions, diagnostics=igpo_diagnostics, probe=True, columns=_clip_column)
-def a2tgpo(table: StepTable, opt: A2TGPOOptions) -> np.ndarray:
+@register_estimator("a2tgpo", options=A2TGPOOptions, diagnostics=igpo_diagnostics, probe=True,
+                    follows={"clip": "loss.clip_low"})
+def a2tgpo(table: StepTable, opt: A2TGPOOptions) -> dict[str, np.ndarray]:
     """Turn-group-normalised IG and outcome rewards, accumulated and rescaled by sqrt(T - t) (§5.1).
 
-    The loss clips each turn with its own range (`a2tgpo_clip_ranges`). Raises ValueError when no
-    row has a probe.
+    Returns the advantage and, when `clip` is known, each turn's clip range for the loss (§5.1.3).
+    Raises ValueError when no row has a probe.
     """
-    gamma, info_gain = opt.gamma, opt.info_gain
     if len(table) == 0:
-        return np.zeros(0)
+        return {"advantage": np.zeros(0)}
     require_probes(table, "a2tgpo")
-    ig_tilde, outcome, _ = _normalised_rewards(table, info_gain)
-    total = discounted_sums(table, ig_tilde + outcome, gamma)
+    ig_tilde, outcome, is_ig = _normalised_rewards(table, opt.info_gain)
+    total = discounted_sums(table, ig_tilde + outcome, opt.gamma)
     # every later turn is a term, rewarded or not: the variance rescaling counts turns
     n_terms = table.traj_lengths[table.traj_codes] - table.position
-    return total / np.sqrt(n_terms)
+    out = {"advantage": total / np.sqrt(n_terms)}
+    if opt.clip is not None:
+        out["clip"] = _clip_ranges(ig_tilde, is_ig, opt.clip, opt.clip_beta)
+    return out
+
+
+def _clip_ranges(ig_tilde: np.ndarray, is_ig: np.ndarray, clip: float, beta: float) -> np.ndarray:
+    # 2 sigmoid(x) - 1 == tanh(x / 2), without overflow for large |x|
+    return np.where(is_ig, clip * (1.0 + beta * np.tanh(ig_tilde / 2.0)), clip)
 
 
 def a2tgpo_clip_ranges(
@@ -79,5 +85,4 @@ def a2tgpo_clip_ranges(
         return np.zeros(0)
     require_probes(table, "a2tgpo_clip_ranges")
     ig_tilde, _, is_ig = _normalised_rewards(table, info_gain)
-    # 2 sigmoid(x) - 1 == tanh(x / 2), without overflow for large |x|
-    return np.where(is_ig, clip * (1.0 + beta * np.tanh(ig_tilde / 2.0)), clip)
+    return _clip_ranges(ig_tilde, is_ig, clip, beta)

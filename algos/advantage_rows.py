@@ -33,23 +33,29 @@ def estimator_options(cfg: TrainConfig) -> Any:
     return dataclasses.replace(opt, **followed) if followed else opt
 
 
-def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
+def healthy_steps(trajectories: list[Trajectory]) -> list[Any]:
+    """The steps of the trajectories whose env did not fail, in batch order: the rows of a batch."""
+    return [s for t in trajectories if t.error is None for s in t.steps]
+
+
+def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig,
+                         values: Any = None) -> tuple[list[Row], dict[str, float]]:
     """Per-step rows carrying their advantage; infrastructure failures are left out of training.
 
     Rows whose advantage is NaN are the estimator's way of leaving a row out (MC-GRPO's pivot).
     """
-    steps = [s for t in trajectories if t.error is None for s in t.steps]
+    steps = healthy_steps(trajectories)
     if not steps:
         return [], {}
-    table = StepTable.from_records(steps)
+    table = StepTable.from_records(steps, value=values)
     spec, opt = cfg.algo.estimator(), estimator_options(cfg)
-    adv = run_estimator(spec.name, table, opt)
-    extra = spec.columns(table, opt, clip=cfg.loss.clip_low) if spec.columns else {}
+    extra = run_estimator(spec.name, table, opt)
+    adv = extra.pop("advantage")
     rows = []
     for k, (s, a) in enumerate(zip(steps, adv)):
         if not s.response_ids or np.isnan(a):
             continue
-        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": s.value}
+        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": None if values is None else float(values[k])}
         if any(isinstance(m.get("content"), list) for m in s.messages):  # a chat with images (VLM step)
             meta["chat"] = s.messages
         meta.update({name: float(col[k]) for name, col in extra.items()})

@@ -57,15 +57,10 @@ class GAEOptions(CriticOptions):
     eps: float = option(1e-8, "added to the std of the whitening", ge=0)
 
 
-def _returns_column(table: StepTable, opt: GAEOptions, *, clip: float) -> dict[str, np.ndarray]:
-    return {"return": gae_advantages(table, opt.gamma, opt.lam)[1]}
-
-
-@register_estimator("gae", options=GAEOptions, critic=True, columns=_returns_column)
-def gae(table: StepTable, opt: GAEOptions) -> np.ndarray:
+@register_estimator("gae", options=GAEOptions, critic=True)
+def gae(table: StepTable, opt: GAEOptions) -> dict[str, np.ndarray]:
     """GAE over turns with the critic's values, whitened over the batch; the critic learns the returns."""
-    gamma, lam, whiten, eps = opt.gamma, opt.lam, opt.whiten, opt.eps
-    adv, _ = gae_advantages(table, gamma, lam)
-    if whiten and len(adv) > 1:
-        adv = (adv - adv.mean()) / (adv.std() + eps)
-    return adv
+    adv, returns = gae_advantages(table, opt.gamma, opt.lam)
+    if opt.whiten and len(adv) > 1:
+        adv = (adv - adv.mean()) / (adv.std() + opt.eps)
+    return {"advantage": adv, "return": returns}

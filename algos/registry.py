@@ -1,8 +1,9 @@
 """The advantage-estimator registry: the one place that knows what each estimator is and needs.
 
-An estimator is a function `fn(table: StepTable, opt: Options) -> np.ndarray` returning one float
-per row (row order), where `Options` is a dataclass whose fields are its settings, each with a
-default and a help string. Register both, with what the trainer must do for it:
+An estimator is a function `fn(table: StepTable, opt: Options)` returning one advantage per row
+(row order), or a dict holding "advantage" and other per-row columns the loss or the critic reads
+("clip": A²TGPO's clip ranges, "return": GAE's critic targets), where `Options` is a dataclass
+whose fields are its settings, each with a default and a help string. Register both, with what the trainer must do for it:
 
     @register_estimator("gigpo", options=GiGPOOptions, diagnostics=gigpo_diagnostics)
     def gigpo(table, opt): ...
@@ -32,11 +33,9 @@ import numpy as np
 from algos.config import ConfigError, from_dict, ranged
 from algos.steptable import StepTable
 
-Estimator = Callable[[StepTable, Any], np.ndarray]
+Estimator = Callable[[StepTable, Any], "np.ndarray | dict[str, np.ndarray]"]
 #: fn(table, *, <any subset of the estimator's options>) -> {name: float}
 Diagnostics = Callable[..., dict[str, float]]
-#: Extra per-row columns the loss or the critic reads: fn(table, opt, clip=loss.clip_low) -> {name: column}.
-Columns = Callable[..., dict[str, np.ndarray]]
 
 
 def option(default: Any, help: str, **bounds: float) -> Any:
@@ -70,7 +69,6 @@ class EstimatorSpec:
     extra_rollouts: int = 0  # rollouts per task beyond rl.group_size (MC-GRPO's median pivot)
     min_group_size: int = 1  # the smallest rl.group_size it can work with
     critic: bool = False  # the trainer learns a value function; `options` subclasses CriticOptions
-    columns: Columns | None = None  # per-row columns for the loss or critic ("clip", "return")
     #: option -> the trainer setting it follows when left None; another value is refused (they must agree)
     follows: Mapping[str, str] = field(default_factory=dict)
 
@@ -165,14 +163,21 @@ def check_estimator(name: str, **cfg: Any) -> None:
     make_options(name, **cfg)
 
 
-def run_estimator(name: str, table: StepTable, opt: Any) -> np.ndarray:
-    """The advantages of estimator `name` with its options object `opt` (float64, row order)."""
+def run_estimator(name: str, table: StepTable, opt: Any) -> dict[str, np.ndarray]:
+    """The columns estimator `name` computes with its options object `opt`: "advantage" and any
+    others it returns, each float64 with one value per row (row order)."""
     if not isinstance(table, StepTable):
         raise TypeError(f"compute_advantages expects a StepTable, got {type(table).__name__}")
-    adv = np.asarray(estimator(name).fn(table, opt), dtype=np.float64)
-    if adv.shape != (len(table),):
-        raise RuntimeError(f"estimator {name!r} returned shape {adv.shape}, expected ({len(table)},)")
-    return adv
+    out = estimator(name).fn(table, opt)
+    columns = dict(out) if isinstance(out, dict) else {"advantage": out}
+    if "advantage" not in columns:
+        raise RuntimeError(f"estimator {name!r} returned the columns {sorted(columns)} without 'advantage'")
+    for key, col in columns.items():
+        columns[key] = np.asarray(col, dtype=np.float64)
+        if columns[key].shape != (len(table),):
+            raise RuntimeError(f"estimator {name!r} returned {key!r} of shape {columns[key].shape}, "
+                               f"expected ({len(table)},)")
+    return columns
 
 
 def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:
@@ -182,7 +187,7 @@ def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:
     A NaN advantage means "leave this row out of training" (MC-GRPO's median pivot, §13.1); the
     trainer drops such rows.
     """
-    return run_estimator(name, table, make_options(name, **cfg))
+    return run_estimator(name, table, make_options(name, **cfg))["advantage"]
 
 
 def compute_diagnostics(
@@ -194,7 +199,7 @@ def compute_diagnostics(
     """
     opt = make_options(name, **cfg)
     if advantages is None:
-        advantages = run_estimator(name, table, opt)
+        advantages = run_estimator(name, table, opt)["advantage"]
     return estimator_diagnostics(name, table, advantages, opt)
 
 

@@ -22,7 +22,8 @@ from algos import distributed as dist
 from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
-from algos.advantage_rows import estimator_options, informative_groups, rollouts_per_task, rows_with_advantages
+from algos.advantage_rows import (estimator_options, healthy_steps, informative_groups, rollouts_per_task,
+                                  rows_with_advantages)
 from algos.collection import collect_groups
 from algos.train_config import TrainConfig
 from envs.seeds import stream, task_seed
@@ -120,16 +121,15 @@ class RLTrainer:
         return [t for group in kept[: rl.tasks_per_iter] for t in group], metrics
 
     # -- critic ----------------------------------------------------------------------------------
-    def attach_values(self, trajectories: list[Trajectory]) -> None:
-        steps = [s for t in trajectories for s in t.steps]
+    def critic_values(self, steps: list[Any]) -> list[float]:
+        """The critic's value of each step's prompt (GAE's V(s_t))."""
         pixels = None  # VLM steps: the critic sees the images the policy saw
         if getattr(self.policy, "is_vlm", False):
             from agents.vlm import has_images
 
             pixels = [self.policy.pixel_inputs(s.messages) if has_images(s.messages) else {} for s in steps]
         values = self.critic.values([s.prompt_ids for s in steps], self.cfg.rl.micro_batch_size, pixel_inputs=pixels)
-        for s, v in zip(steps, values):
-            s.value = float(v)
+        return [float(v) for v in values]
 
     def update_critic(self, rows: list[Row], iteration: int) -> dict[str, float]:
         cfg = self.cfg
@@ -338,9 +338,8 @@ class RLTrainer:
         t0 = time.perf_counter()
         trajectories, rollout_metrics = self.collect_batch(iteration)
         t1 = time.perf_counter()
-        if self.critic is not None:
-            self.attach_values(trajectories)
-        rows, adv_stats = rows_with_advantages(trajectories, self.cfg)
+        values = self.critic_values(healthy_steps(trajectories)) if self.critic is not None else None
+        rows, adv_stats = rows_with_advantages(trajectories, self.cfg, values)
         attach_pixel_inputs(rows, self.policy)
         turn_entropy = self.attach_logprobs(rows)
         if turn_entropy:

@@ -361,9 +361,10 @@ class StepTable:
     # ------------------------------------------------------------------ construction helpers
 
     @classmethod
-    def from_records(cls, records: Iterable[Any]) -> StepTable:
+    def from_records(cls, records: Iterable[Any], value: Sequence[float] | None = None) -> StepTable:
         """Build a table from step records: dicts or objects with `group_id`, `traj_id`, `turn`,
-        `reward`, `anchor` and optionally `valid` (default True) and `text` (default `anchor`)."""
+        `reward`, `anchor` and optionally `valid` (default True) and `text` (default `anchor`).
+        `value` (the critic's value per record) overrides the records' own `value` fields."""
         columns: dict[str, list] = {f: [] for f in _RECORD_FIELDS}
         texts: list = []
         has_text = False
@@ -371,11 +372,11 @@ class StepTable:
         for i, rec in enumerate(records):
             get = rec.get if isinstance(rec, Mapping) else (lambda k, d=None, _r=rec: getattr(_r, k, d))
             for f in _RECORD_FIELDS:
-                value = get(f, True if f == "valid" else _MISSING)
-                if value is _MISSING:
+                field_value = get(f, True if f == "valid" else _MISSING)
+                if field_value is _MISSING:
                     raise ValueError(f"record {i} ({type(rec).__name__}) has no field {f!r}; "
                                      f"required: {', '.join(_RECORD_FIELDS[:-1])} (valid optional)")
-                columns[f].append(value)
+                columns[f].append(field_value)
             text = get("text", None)
             has_text |= text is not None
             texts.append(text)
@@ -384,7 +385,8 @@ class StepTable:
         if has_text:
             texts = [a if t is None else t for t, a in zip(texts, columns["anchor"])]
         probe = [np.nan if p is None else p for p in optional["probe"]]
-        value = optional["value"] if optional["value"] and None not in optional["value"] else None
+        if value is None:
+            value = optional["value"] if optional["value"] and None not in optional["value"] else None
         comps, names = _component_matrix(optional["components"])
         return cls(group=columns["group_id"], traj=columns["traj_id"], turn=columns["turn"],
                    reward=columns["reward"], anchor=columns["anchor"], valid=columns["valid"],

@@ -23,7 +23,10 @@ ESTIMATORS = ("grpo", "gigpo", "hgpo", "flow_grpo", "rloo", "reinforce_pp", "dr_
               "gae", "igpo", "a2tgpo")
 SETTINGS = ["sft.episodes=8", "sft.epochs=1", "rl.iterations=3", "rl.tasks_per_iter=2", "rl.group_size=3",
             "rl.max_new_tokens=8", "rl.minibatch_size=16", "rl.micro_batch_size=8", "eval.episodes=3",
-            "eval.every=3", "save_every=100", "env.workers=0", "tensorboard=false", "progress=false", "seed=3"]
+            "eval.every=3", "save_every=100", "env.workers=0", "tensorboard=false", "progress=false", "seed=3",
+            # recorded with torch's 2 threads (2 cores); another count reorders float sums (IGPO's
+            # information gains differ by ~1e-5 with 1 thread), and an earlier test may have changed it
+            "threads=2"]
 ENV_SETTINGS = {"sokoban": ["env.kwargs={max_steps: 5}"], "math": []}
 _NOT_COMPARED = ("time", "seconds", "per_s", "rss", "memory", "wall", "throughput", "engine_share")
 
@@ -34,11 +37,17 @@ def run(name: str) -> list[dict[str, float]]:
     from algos.train import train
     from algos.train_config import TrainConfig
 
+    import torch
+
     env = ENV_OF.get(name, "sokoban")
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as out:
         cfg = apply_overrides(TrainConfig(), [*SETTINGS, *ENV_SETTINGS[env], f"env.id={env}", f"algo.name={name}",
                                               f"out_dir={out}"])
-        train(cfg)
+        try:
+            train(cfg)
+        finally:
+            torch.set_num_threads(threads)
         lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
              and not any(word in k for word in _NOT_COMPARED)} for line in lines]
