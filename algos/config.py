@@ -129,6 +129,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
+def show_value(value: Any) -> str:
+    """A config value as YAML and the command line write it: null, true/false, [1, 2]."""
+    if isinstance(value, (list, tuple, dict)) or dataclasses.is_dataclass(value):
+        value = to_dict({"v": value})["v"]
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build `cls` from a nested dict, coercing values, rejecting unknown keys and values outside
     their declared ranges (`check_ranges`)."""

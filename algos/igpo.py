@@ -36,8 +36,6 @@ from algos.registry import option, register_estimator
 from algos.steptable import StepTable
 
 INFO_GAINS = ("prob_diff", "log_prob_diff")
-NORMS = ("joint", "separate")
-SKIPPED_TURNS = ("zero", "inherit")
 
 _VAR_EPS = 1e-8  # inside the sqrt (IGPO's compute_group_stats)
 _STD_EPS = 1e-6  # added to σ in the denominator (§0.1 ε_adv)
@@ -142,8 +140,6 @@ def igpo(table: StepTable, opt: IGPOOptions) -> np.ndarray:
     """
     gamma, info_gain, norm, skipped_turns = opt.gamma, opt.info_gain, opt.norm, opt.skipped_turns
     ig_weight, outcome_weight = opt.ig_weight, opt.outcome_weight
-    check_choice("norm", norm, NORMS)
-    check_choice("skipped_turns", skipped_turns, SKIPPED_TURNS)
     if len(table) == 0:
         return np.zeros(0)
     require_probes(table, "igpo")

@@ -24,7 +24,6 @@ from algos.registry import option, register_estimator
 from algos.rloo import trajectory_frame
 from algos.steptable import StepTable
 
-SCALES = ("mad", "std", "none")
 
 
 def trajectory_rank(table: StepTable) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from algos.config import ConfigError, from_dict, ranged
+from algos.config import ConfigError, from_dict, ranged, show_value
 from algos.steptable import StepTable
 
 Estimator = Callable[[StepTable, Any], "np.ndarray | dict[str, np.ndarray]"]
@@ -221,7 +221,7 @@ def options_table(names: list[str] | None = None) -> str:
     lines = ["| `algo.name` | what it computes | needs | options (default) |", "|---|---|---|---|"]
     for name in names or list_estimators():
         spec = estimator(name)
-        opts = ", ".join(f"`{f.name}={_show(getattr(spec.options(), f.name))}`" for f in dataclasses.fields(spec.options))
+        opts = ", ".join(f"`{f.name}={show_value(getattr(spec.options(), f.name))}`" for f in dataclasses.fields(spec.options))
         lines.append(f"| `{name}` | {spec.summary} | {'; '.join(_needs(spec))} | {opts or '(none)'} |")
     return "\n".join(lines)
 
@@ -238,10 +238,6 @@ def _needs(spec: EstimatorSpec) -> list[str]:
         out.append("a critic, trained alongside")
     out += [f"`algo.{spec.name}.{k}` = `{v}` (null follows it)" for k, v in spec.follows.items()]
     return out
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 if __name__ == "__main__":  # run as a script this file is a second copy: print the imported registry's table

@@ -26,8 +26,6 @@ from algos.registry import option, register_estimator
 from algos.rloo import leave_one_out, trajectory_frame
 from algos.steptable import StepTable, combine_codes, factorize
 
-BASES = ("grpo", "rloo")
-MERGES = ("prefix", "state")
 
 
 def trajectory_advantages(table: StepTable, base: str, eps: float) -> np.ndarray:

@@ -40,7 +40,7 @@ import torch
 from algos import distributed as dist
 from algos.checkpoint import (CheckpointError, load_latest, restore_rng_state, save_checkpoint,
                               write_json_atomic)
-from algos.config import (ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, split_cli,
+from algos.config import (ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, show_value, split_cli,
                           to_dict)
 from algos.logger import MetricsLogger, NullLogger, plot_curves
 from algos.task_sets import SeedsFile, eval_env_options, sft_task_seeds
@@ -289,10 +289,8 @@ def option_lines(cfg: Any, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(value):
             out += option_lines(value, key + ".")
             continue
-        shown = to_dict({"v": value})["v"] if isinstance(value, (list, dict)) else value
-        shown = "null" if shown is None else str(shown).lower() if isinstance(shown, bool) else shown
         help_text = f.metadata.get("help")
-        out.append(f"{key}={shown}" + (f"  {help_text}" if help_text else ""))
+        out.append(f"{key}={show_value(value)}" + (f"  {help_text}" if help_text else ""))
     return out
 
 
