@@ -8,7 +8,7 @@ added GiGPO's step-group sizes. `translate` maps the recorded names onto the new
 
 import pytest
 
-from tests.estimator_regression import ESTIMATORS, RECORD, differences, run
+from tests.estimator_regression import ESTIMATORS, RECORD, differences, run_isolated
 
 RENAMED = {"adv/adv_mean": "adv/mean", "adv/adv_std": "adv/std", "adv/adv_min": "adv/min",
            "adv/adv_max": "adv/max", "adv/adv_zero_share": "adv/zero_frac"}
@@ -30,18 +30,12 @@ def translate(recorded: dict[str, float], now: dict[str, float]) -> tuple[dict[s
                                                                                  "probe/"))}
 
 
-# IGPO's information gains amplify float noise: in the full suite's process its last iteration has
-# differed by ~5e-6 in one of three CI runs even with torch pinned to 2 threads (alone it matches).
-# Known flaky until the run is isolated in a subprocess; see the session note.
-FLAKY = {"igpo": pytest.mark.xfail(reason="process-state float noise in the full suite", strict=False)}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=FLAKY[n]) if n in FLAKY else n for n in ESTIMATORS])
+@pytest.mark.parametrize("name", ESTIMATORS)
 def test_three_iterations_match_the_recording(name):
     import json
 
     recorded = json.loads(RECORD.read_text())[name]
-    now = run(name)
+    now = run_isolated(name)  # a fresh process: earlier tests' state once moved IGPO's figures by ~5e-6
     pairs = [translate(r, n) for r, n in zip(recorded, now)]
     assert len(recorded) == len(now)
     assert differences([p[0] for p in pairs], [p[1] for p in pairs]) == []
