@@ -37,6 +37,11 @@ Estimator = Callable[[StepTable, Any], np.ndarray]
 Diagnostics = Callable[..., dict[str, float]]
 #: Extra per-row columns the loss or the critic reads: fn(table, opt, clip=loss.clip_low) -> {name: column}.
 Columns = Callable[..., dict[str, np.ndarray]]
+#: The named per-row parts of the advantage, for the viewer and saved rollouts: fn(table, opt) ->
+#: {name: column}; the parts add up to what the estimator returns ("episode" + "step" for GiGPO).
+Terms = Callable[[StepTable, Any], dict[str, np.ndarray]]
+#: The step groups the estimator compared rows within: fn(table, opt) -> one int code per row.
+StepGroups = Callable[[StepTable, Any], np.ndarray]
 
 
 def option(default: Any, help: str, **bounds: float) -> Any:
@@ -71,6 +76,9 @@ class EstimatorSpec:
     min_group_size: int = 1  # the smallest rl.group_size it can work with
     critic: bool = False  # the trainer learns a value function; `options` subclasses CriticOptions
     columns: Columns | None = None  # per-row columns for the loss or critic ("clip", "return")
+    terms: Terms | None = None  # the advantage's additive parts, saved with the rollouts (optional)
+    #: its anchor-state groups (GiGPO's similarity clusters); None = equal anchors within a task group
+    step_groups: StepGroups | None = None
     #: option -> the trainer setting it follows when left None; another value is refused (they must agree)
     follows: Mapping[str, str] = field(default_factory=dict)
 
@@ -173,6 +181,23 @@ def run_estimator(name: str, table: StepTable, opt: Any) -> np.ndarray:
     if adv.shape != (len(table),):
         raise RuntimeError(f"estimator {name!r} returned shape {adv.shape}, expected ({len(table)},)")
     return adv
+
+
+def advantage_terms(name: str, table: StepTable, opt: Any) -> dict[str, np.ndarray]:
+    """The named parts of estimator `name`'s advantages ({} if it registered no `terms`), float64."""
+    spec = estimator(name)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in (spec.terms(table, opt) if spec.terms else {}).items()}
+
+
+def step_groups(name: str, table: StepTable, opt: Any) -> np.ndarray:
+    """Per row, the step (anchor-state) group estimator `name` compares it within: its own
+    `step_groups`, else rows of one task group with equal anchors (algorithms.md §1.3)."""
+    from algos.steptable import combine_codes
+
+    spec = estimator(name)
+    if spec.step_groups is not None:
+        return np.asarray(spec.step_groups(table, opt), dtype=np.int64)
+    return combine_codes(table.group_codes, table.anchor_codes)[0]
 
 
 def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:
