@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from algos.config import ConfigError, from_dict, ranged
-from algos.steptable import StepTable
+from algos.steptable import StepTable, combine_codes
 
 Estimator = Callable[[StepTable, Any], np.ndarray]
 #: fn(table, *, <any subset of the estimator's options>) -> {name: float}
@@ -192,8 +192,6 @@ def advantage_terms(name: str, table: StepTable, opt: Any) -> dict[str, np.ndarr
 def step_groups(name: str, table: StepTable, opt: Any) -> np.ndarray:
     """Per row, the step (anchor-state) group estimator `name` compares it within: its own
     `step_groups`, else rows of one task group with equal anchors (algorithms.md §1.3)."""
-    from algos.steptable import combine_codes
-
     spec = estimator(name)
     if spec.step_groups is not None:
         return np.asarray(spec.step_groups(table, opt), dtype=np.int64)

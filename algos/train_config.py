@@ -242,14 +242,15 @@ class LoggerConfig:
 
     #: Also log to Weights & Biases: the metrics, the success curves and, at each saved sample, a
     #: table of a few trajectories (pip install 'groupwise[wandb]').
-    wandb: bool = False
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (pip install 'groupwise[wandb]')"})
     wandb_project: str = "groupwise"
     wandb_entity: Optional[str] = None
     #: The W&B run name; null = the name of out_dir.
-    wandb_run_name: Optional[str] = None
+    wandb_run_name: Optional[str] = field(default=None, metadata={"help": "null = the name of out_dir"})
     #: online | offline | disabled; null = $WANDB_MODE if set, else offline (nothing leaves the
     #: machine until `wandb sync <out_dir>/wandb/offline-run-*`).
-    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = None
+    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = field(
+        default=None, metadata={"help": "null = $WANDB_MODE if set, else offline"})
 
 
 @dataclass
@@ -262,7 +263,9 @@ class TrainConfig:
     #: their terms, anchor groups, clip ranges) to out_dir/rollouts/iter-NNNNNN.jsonl every this
     #: many iterations and at the last one; null = at each evaluation (eval.every); 0 = never.
     #: `groupwise view out_dir` shows them.
-    save_rollouts_every: Optional[int] = ranged(None, ge=0)
+    save_rollouts_every: Optional[int] = ranged(None, ge=0, metadata={
+        "help": "iterations between saved rollouts (out_dir/rollouts/iter-NNNNNN.jsonl, shown by `groupwise view`); "
+                "null = at each evaluation, 0 = never"})
     tensorboard: bool = True
     progress: bool = True
     threads: Optional[int] = ranged(None, ge=1)  # torch intra-op threads; None = torch's default

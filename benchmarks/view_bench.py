@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -132,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                   "steps": sum(t.length for t in trajs), "frames": args.frames,
                   "jsonl_mb": round(path.stat().st_size / 2**20, 2), "html_mb": round(page.stat().st_size / 2**20, 2),
                   "save_rollouts_s": round(save_s, 3), "build_view_s": round(build_s, 3),
-                  **{k: round(v, 3) for k, v in open_times(page).items()}}
+                  **{k: round(v, 3) for k, v in open_times(page).items()},
+                  # the machine's 1-minute load average while measuring: timings scale with it on 2 cores
+                  "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count()}
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     name = "view-bench" + ("-frames" if args.frames else "")
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{name}.md").write_text(
         f"# groupwise view at {args.groups} groups x {args.group_size} trajectories x {args.steps} steps\n\n"
         f"`python benchmarks/view_bench.py{' --frames' if args.frames else ''}` (synthetic Sokoban-like iteration, "
-        f"{result['steps']} steps, GiGPO advantages; 2-core CPU machine shared with other jobs).\n\n"
+        f"{result['steps']} steps, GiGPO advantages; {result['cpus']} CPUs at load average "
+        f"{result['load_average']}: other jobs shared the machine, so the times are upper bounds).\n\n"
         "| what | value |\n|---|---|\n"
         f"| saved rollouts (JSONL) | {result['jsonl_mb']} MB, written in {result['save_rollouts_s']} s |\n"
         f"| view page (HTML) | {result['html_mb']} MB, built in {result['build_view_s']} s |\n"
