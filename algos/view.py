@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from algos.saved_rollouts import ROLLOUTS_DIR, read_rollouts, rollout_files
 
 TEMPLATE = Path(__file__).with_name("view.html")
@@ -131,6 +133,7 @@ def build_page(path: str | Path, iterations: Sequence[int] = ()) -> str:
             groups.setdefault(t.get("group_id"), []).append(t)
         iteration = lines[0].get("iteration") if lines else None
         meta["estimator"] = meta["estimator"] or (lines[0].get("estimator") if lines else None)
+        magnitudes: list[float] = []
         for trajs in groups.values():
             key = f"{iteration}-{trajs[0].get('group_id')}"
             index.append(_summary(key, iteration, trajs))
@@ -138,13 +141,13 @@ def build_page(path: str | Path, iterations: Sequence[int] = ()) -> str:
                 for s in t["steps"]:
                     terms = s.get("terms") or {}
                     meta["terms"] += [k for k in terms if k not in meta["terms"]]
-                    # one bar scale per iteration: the largest |advantage| or |term| in it
-                    values = [abs(v) for v in (s.get("advantage"), *terms.values()) if v is not None]
-                    meta["scale"][str(iteration)] = max([meta["scale"].get(str(iteration), 0.0), *values])
+                    magnitudes.extend(abs(v) for v in (s.get("advantage"), *terms.values()) if v is not None)
             blocks.append(f'<script type="application/json" id="group-{html.escape(key)}">'
                           f'{_script_json(_group_payload(trajs))}</script>')
+        # one bar scale per iteration, robust to a few outliers (a win's +10 would flatten the rest)
+        meta["scale"][str(iteration)] = float(np.quantile(magnitudes, 0.95)) if any(magnitudes) else 1.0
     title = f"groupwise view: {(run or files[0]).resolve().name}"
-    data = {"title": title, "source": str((run or files[0]).resolve()), "groups": index,
+    data = {"title": title, "source": str(run or files[0]), "groups": index,
             "iterations": sorted({g["iteration"] for g in index if g["iteration"] is not None}),
             "curves": _curves(run), **meta}
     values = {"TITLE": html.escape(title), "INDEX": _script_json(data), "GROUPS": "\n".join(blocks)}
