@@ -145,7 +145,8 @@ def build_page(path: str | Path, iterations: Sequence[int] = ()) -> str:
             blocks.append(f'<script type="application/json" id="group-{html.escape(key)}">'
                           f'{_script_json(_group_payload(trajs))}</script>')
         # one bar scale per iteration, robust to a few outliers (a win's +10 would flatten the rest)
-        meta["scale"][str(iteration)] = float(np.quantile(magnitudes, 0.95)) if any(magnitudes) else 1.0
+        # keyed as the page's String(iteration) spells it ("null" for a file without iterations)
+        meta["scale"][json.dumps(iteration)] = float(np.quantile(magnitudes, 0.95)) if any(magnitudes) else 1.0
     title = f"groupwise view: {(run or files[0]).resolve().name}"
     data = {"title": title, "source": str(run or files[0]), "groups": index,
             "iterations": sorted({g["iteration"] for g in index if g["iteration"] is not None}),
