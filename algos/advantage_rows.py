@@ -1,18 +1,20 @@
 """From trajectories to training rows: the estimator the config names, asked through the registry.
 
-`rows_with_advantages` builds the StepTable of a batch, runs the estimator with its options (those
-that follow a trainer setting filled in), adds the per-row columns it registered (clip ranges,
-critic returns) and its diagnostics. Nothing here knows an estimator by name.
+`score_batch` builds the StepTable of a batch and runs the estimator with its options (those that
+follow a trainer setting filled in), keeping the other per-row columns it returns (clip ranges,
+critic returns); `rows_from_scored` turns that into training rows and diagnostics (`rows_with_advantages`
+does both). Nothing here knows an estimator by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from agents.records import Trajectory
+from agents.records import StepRecord, Trajectory
 from algos.batching import Row
 from algos.registry import estimator_diagnostics, run_estimator
 from algos.steptable import StepTable
@@ -33,34 +35,62 @@ def estimator_options(cfg: TrainConfig) -> Any:
     return dataclasses.replace(opt, **followed) if followed else opt
 
 
-def healthy_steps(trajectories: list[Trajectory]) -> list[Any]:
+def healthy_steps(trajectories: list[Trajectory]) -> list[StepRecord]:
     """The steps of the trajectories whose env did not fail, in batch order: the rows of a batch."""
     return [s for t in trajectories if t.error is None for s in t.steps]
 
 
-def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig,
-                         values: Any = None) -> tuple[list[Row], dict[str, float]]:
-    """Per-step rows carrying their advantage; infrastructure failures are left out of training.
+@dataclass
+class ScoredBatch:
+    """A batch as the estimator saw it: the healthy trajectories' steps in row order, their
+    StepTable (None when there are no steps), the advantages and the estimator's other per-row
+    columns ("clip", "return"). The trainer builds its rows from it and saves it
+    (algos/saved_rollouts.py) as it is."""
+
+    steps: list[StepRecord]
+    table: StepTable | None
+    advantages: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    values: Any = None  # the critic's value per row, when the estimator learns one
+
+
+def score_batch(trajectories: list[Trajectory], cfg: TrainConfig, values: Any = None) -> ScoredBatch:
+    """Run the configured estimator over the trajectories whose env did not fail (`values`: the
+    critic's estimate per healthy step, for the estimators that learn one)."""
+    steps = healthy_steps(trajectories)
+    if not steps:
+        return ScoredBatch([], None, np.zeros(0))
+    table = StepTable.from_records(steps, value=values)
+    spec, opt = cfg.algo.estimator(), estimator_options(cfg)
+    columns = run_estimator(spec.name, table, opt)
+    adv = columns.pop("advantage")
+    return ScoredBatch(steps, table, adv, columns, values)
+
+
+def rows_from_scored(batch: ScoredBatch, cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
+    """Per-step rows carrying their advantage, and the estimator's diagnostics.
 
     Rows whose advantage is NaN are the estimator's way of leaving a row out (MC-GRPO's pivot).
     """
-    steps = healthy_steps(trajectories)
-    if not steps:
+    if batch.table is None:
         return [], {}
-    table = StepTable.from_records(steps, value=values)
-    spec, opt = cfg.algo.estimator(), estimator_options(cfg)
-    extra = run_estimator(spec.name, table, opt)
-    adv = extra.pop("advantage")
     rows = []
-    for k, (s, a) in enumerate(zip(steps, adv)):
+    for k, (s, a) in enumerate(zip(batch.steps, batch.advantages)):
         if not s.response_ids or np.isnan(a):
             continue
-        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": None if values is None else float(values[k])}
+        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": None if batch.values is None else float(batch.values[k])}
         if any(isinstance(m.get("content"), list) for m in s.messages):  # a chat with images (VLM step)
             meta["chat"] = s.messages
-        meta.update({name: float(col[k]) for name, col in extra.items()})
+        meta.update({name: float(col[k]) for name, col in batch.columns.items()})
         rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
-    return rows, estimator_diagnostics(spec.name, table, adv, opt)
+    spec = cfg.algo.estimator()
+    return rows, estimator_diagnostics(spec.name, batch.table, batch.advantages, estimator_options(cfg))
+
+
+def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig,
+                         values: Any = None) -> tuple[list[Row], dict[str, float]]:
+    """Per-step rows carrying their advantage; infrastructure failures are left out of training."""
+    return rows_from_scored(score_batch(trajectories, cfg, values), cfg)
 
 
 def informative_groups(trajectories: list[Trajectory]) -> list[list[Trajectory]]:

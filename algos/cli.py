@@ -1,4 +1,4 @@
-"""The `groupwise` command: envs, play, rollout, eval, tiny-model, train, bench, serve-retriever, serve-model."""
+"""The `groupwise` command: envs, play, rollout, eval, tiny-model, train, view, bench, serve-retriever, serve-model."""
 
 from __future__ import annotations
 
@@ -74,6 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("train", help="train a policy (run `groupwise train --help` for its options)",
                    add_help=False)
 
+    v = sub.add_parser("view", help="write one self-contained HTML page showing a run's saved rollouts: groups, "
+                                    "steps, anchor groups and advantages")
+    v.add_argument("path", type=Path, help="a run folder (out_dir of `groupwise train`) or a rollouts/iter-NNNNNN.jsonl file")
+    v.add_argument("--out", type=Path, default=None,
+                   help="the HTML file to write (default: <run>/view.html, or <file>.html next to a file)")
+    v.add_argument("--iteration", type=int, action="append", default=[], metavar="N",
+                   help="show only this saved iteration of a run folder (repeatable; default: all)")
+
     sub.add_parser("bench", help="compare algorithms on an env over seeds (run `groupwise bench --help`)",
                    add_help=False)
 
@@ -103,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     commands = {"envs": cmd_envs, "play": cmd_play, "rollout": cmd_rollout, "eval": cmd_eval,
-                "tiny-model": cmd_tiny_model}
+                "tiny-model": cmd_tiny_model, "view": cmd_view}
     from agents.openai_backend import OpenAIBackendError
 
     try:
@@ -324,6 +332,18 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
     path = ensure_tiny_model(args.out, env_corpus(args.env, args.history))
     print(f"tiny model for {args.env}: {path}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """Write the view of a run folder or rollout file (algos/view.py) and print its path."""
+    from algos.view import ViewError, write_view
+
+    try:
+        out = write_view(args.path, args.out, args.iteration)
+    except (ViewError, ValueError, OSError) as exc:  # a wrong path or an unreadable file: what to pass instead
+        raise SystemExit(f"groupwise view: {exc}") from None
+    print(out)
     return 0
 
 

@@ -86,9 +86,8 @@ class GiGPOOptions:
     eps: float = option(1e-6, "added to the std in the denominators", ge=0)
 
 
-@register_estimator("gigpo", options=GiGPOOptions, diagnostics=gigpo_diagnostics)
-def gigpo(table: StepTable, opt: GiGPOOptions) -> np.ndarray:
-    """Episode advantage plus w times the step advantage within anchor-state groups (algorithms.md §1.1)."""
+def gigpo_terms(table: StepTable, opt: GiGPOOptions) -> dict[str, np.ndarray]:
+    """The two parts of GiGPO's advantage, which add up to it: "episode" = A_E, "step" = w * A_S."""
     # §1.1 step 1-2: discounted step returns over the trajectory's steps, then the invalid penalty
     step_returns = apply_invalid_penalty(discounted_returns(table, opt.gamma), table, opt.invalid_penalty)
 
@@ -97,9 +96,19 @@ def gigpo(table: StepTable, opt: GiGPOOptions) -> np.ndarray:
                                      invalid_penalty=opt.invalid_penalty, eps=opt.eps)
 
     # §1.1 step 4-5: step advantage within anchor-state groups; a singleton group gives 0
-    codes, _ = step_group_codes(table, enable_similarity=opt.enable_similarity,
-                                similarity_thresh=opt.similarity_thresh)
+    codes = _step_groups(table, opt)
     adv_step = group_normalize(step_returns, codes, mode=opt.mode, eps=opt.eps, singleton="own_value")
+    return {"episode": adv_episode, "step": opt.step_advantage_w * adv_step}
 
-    # §1.1 step 6
-    return adv_episode + opt.step_advantage_w * adv_step
+
+def _step_groups(table: StepTable, opt: GiGPOOptions) -> np.ndarray:
+    return step_group_codes(table, enable_similarity=opt.enable_similarity,
+                            similarity_thresh=opt.similarity_thresh)[0]
+
+
+@register_estimator("gigpo", options=GiGPOOptions, diagnostics=gigpo_diagnostics, terms=gigpo_terms,
+                    step_groups=_step_groups)
+def gigpo(table: StepTable, opt: GiGPOOptions) -> np.ndarray:
+    """Episode advantage plus w times the step advantage within anchor-state groups (algorithms.md §1.1)."""
+    terms = gigpo_terms(table, opt)
+    return terms["episode"] + terms["step"]  # §1.1 step 6

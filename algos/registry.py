@@ -31,11 +31,16 @@ from typing import Any
 import numpy as np
 
 from algos.config import ConfigError, from_dict, ranged, show_value
-from algos.steptable import StepTable
+from algos.steptable import StepTable, combine_codes
 
 Estimator = Callable[[StepTable, Any], "np.ndarray | dict[str, np.ndarray]"]
 #: fn(table, *, <any subset of the estimator's options>) -> {name: float}
 Diagnostics = Callable[..., dict[str, float]]
+#: The named per-row parts of the advantage, for the viewer and saved rollouts: fn(table, opt) ->
+#: {name: column}; the parts add up to what the estimator returns ("episode" + "step" for GiGPO).
+Terms = Callable[[StepTable, Any], dict[str, np.ndarray]]
+#: The step groups the estimator compared rows within: fn(table, opt) -> one int code per row.
+StepGroups = Callable[[StepTable, Any], np.ndarray]
 
 
 def option(default: Any, help: str, **bounds: float) -> Any:
@@ -69,6 +74,9 @@ class EstimatorSpec:
     extra_rollouts: int = 0  # rollouts per task beyond rl.group_size (MC-GRPO's median pivot)
     min_group_size: int = 1  # the smallest rl.group_size it can work with
     critic: bool = False  # the trainer learns a value function; `options` subclasses CriticOptions
+    terms: Terms | None = None  # the advantage's additive parts, saved with the rollouts (optional)
+    #: its anchor-state groups (GiGPO's similarity clusters); None = equal anchors within a task group
+    step_groups: StepGroups | None = None
     #: option -> the trainer setting it follows when left None; another value is refused (they must agree)
     follows: Mapping[str, str] = field(default_factory=dict)
 
@@ -178,6 +186,21 @@ def run_estimator(name: str, table: StepTable, opt: Any) -> dict[str, np.ndarray
             raise RuntimeError(f"estimator {name!r} returned {key!r} of shape {columns[key].shape}, "
                                f"expected ({len(table)},)")
     return columns
+
+
+def advantage_terms(name: str, table: StepTable, opt: Any) -> dict[str, np.ndarray]:
+    """The named parts of estimator `name`'s advantages ({} if it registered no `terms`), float64."""
+    spec = estimator(name)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in (spec.terms(table, opt) if spec.terms else {}).items()}
+
+
+def step_groups(name: str, table: StepTable, opt: Any) -> np.ndarray:
+    """Per row, the step (anchor-state) group estimator `name` compares it within: its own
+    `step_groups`, else rows of one task group with equal anchors (algorithms.md §1.3)."""
+    spec = estimator(name)
+    if spec.step_groups is not None:
+        return np.asarray(spec.step_groups(table, opt), dtype=np.int64)
+    return combine_codes(table.group_codes, table.anchor_codes)[0]
 
 
 def compute_advantages(name: str, table: StepTable, **cfg: Any) -> np.ndarray:

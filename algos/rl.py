@@ -22,8 +22,8 @@ from algos import distributed as dist
 from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
-from algos.advantage_rows import (estimator_options, healthy_steps, informative_groups, rollouts_per_task,
-                                  rows_with_advantages)
+from algos.advantage_rows import (ScoredBatch, estimator_options, healthy_steps, informative_groups,
+                                  rollouts_per_task, rows_from_scored, score_batch)
 from algos.collection import collect_groups
 from algos.train_config import TrainConfig
 from envs.seeds import stream, task_seed
@@ -54,6 +54,9 @@ class RLTrainer:
         self.entropy_history: list[dict[int, float]] = []
         #: (iteration, task seeds) of every collection, in the order played (seeds.json's "train")
         self.played: list[tuple[int, list[int]]] = []
+        #: the last iteration's trajectories and what the estimator computed for them, kept until
+        #: the next one so the loop can save them (algos/saved_rollouts.py) without recomputing
+        self.last_batch: tuple[list[Trajectory], ScoredBatch] | None = None
 
     @property
     def group_size(self) -> int:
@@ -339,7 +342,9 @@ class RLTrainer:
         trajectories, rollout_metrics = self.collect_batch(iteration)
         t1 = time.perf_counter()
         values = self.critic_values(healthy_steps(trajectories)) if self.critic is not None else None
-        rows, adv_stats = rows_with_advantages(trajectories, self.cfg, values)
+        scored = score_batch(trajectories, self.cfg, values)
+        self.last_batch = (trajectories, scored)
+        rows, adv_stats = rows_from_scored(scored, self.cfg)
         attach_pixel_inputs(rows, self.policy)
         turn_entropy = self.attach_logprobs(rows)
         if turn_entropy:

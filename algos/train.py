@@ -42,7 +42,8 @@ from algos.checkpoint import (CheckpointError, load_latest, restore_rng_state, s
                               write_json_atomic)
 from algos.config import (ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, show_value, split_cli,
                           to_dict)
-from algos.logger import MetricsLogger, NullLogger, plot_curves
+from algos.logger import MetricsLogger, NullLogger, plot_curves, read_jsonl
+from algos.saved_rollouts import read_rollouts, rollouts_due, save_rollouts
 from algos.task_sets import SeedsFile, eval_env_options, sft_task_seeds
 from algos.policy_setup import (image_history, load_policy_on_every_rank, load_weights, uses_compact_prompt,
                                 vllm_rollout_policy)
@@ -223,6 +224,12 @@ def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dic
         trainer = RLTrainer(cfg, policy, pool, prompt, ref_model)
         logger: Any = MetricsLogger(out, use_tensorboard=cfg.tensorboard,
                                     resume_step=state["iteration"] if state else None) if dist.is_main() else NullLogger()
+        tracker = None
+        if cfg.logger.wandb and dist.is_main():
+            from algos.tracking import Loggers, WandbTracker
+
+            tracker = WandbTracker(cfg.logger, out, to_dict(cfg), resuming=state is not None)
+            logger = Loggers(logger, tracker)
         history: dict[str, Any] = {"eval": [], "eval_tasks": {}}
         start = 0
         if state is not None:
@@ -241,7 +248,11 @@ def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dic
             _save(ckpt_dir, cfg, 0, policy.model, trainer, history)
 
         interrupted = _run_iterations(cfg, trainer, policy, eval_pool, prompt, logger, history, start, ckpt_dir,
-                                      seeds_file)
+                                      seeds_file, tracker)
+        if tracker is not None:
+            rollout = [(r["iteration"], r["rollout/success"]) for r in read_jsonl(out / "metrics.jsonl")
+                       if r.get("rollout/success") is not None]
+            tracker.log_curves(history["eval"], rollout)
         logger.close()
     return _finish(cfg, out, policy, history, interrupted, time.perf_counter() - t_start)
 
@@ -249,7 +260,8 @@ def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dic
 #: Keys a resumed run takes from the command line: they change how long it runs and what it
 #: reports, not what it learns from, so the checkpoint stays valid.
 RESUME_KEYS = ("rl.iterations", "eval.every", "eval.episodes", "save_every", "keep_checkpoints",
-               "tensorboard", "progress", "threads", "env.workers")
+               "tensorboard", "progress", "threads", "env.workers", "save_rollouts_every", "logger.wandb",
+               "logger.wandb_project", "logger.wandb_entity", "logger.wandb_run_name", "logger.wandb_mode")
 
 
 def resumed_config(saved: dict[str, Any], given: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
@@ -306,7 +318,8 @@ def _evaluate(policy: Any, eval_pool: Any, prompt: Any, cfg: TrainConfig, histor
 
 
 def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, eval_pool: Any, prompt: Any, logger: MetricsLogger,
-                    history: dict[str, Any], start: int, ckpt_dir: Path, seeds_file: SeedsFile) -> bool:
+                    history: dict[str, Any], start: int, ckpt_dir: Path, seeds_file: SeedsFile,
+                    tracker: Any = None) -> bool:
     """The RL loop; Ctrl-C (or SIGTERM) saves a checkpoint and returns True."""
     from tqdm.auto import tqdm
 
@@ -332,6 +345,13 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, eval_pool: Any,
                 seeds_file.write()
             for key, metric in (("tokens_generated", "rollout/tokens_generated"), ("tokens_trained", "train/tokens")):
                 history[key] = history.get(key, 0.0) + metrics.get(metric, 0.0)
+            if dist.is_main() and rollouts_due(cfg, done) and trainer.last_batch is not None:
+                t_save = time.perf_counter()
+                path = save_rollouts(ckpt_dir.parent, done, *trainer.last_batch, cfg)
+                metrics["time/save_rollouts"] = time.perf_counter() - t_save
+                if tracker is not None:
+                    tracker.log_samples(done, read_rollouts(path))
+            trainer.last_batch = None  # not held through the evaluation and the next collection
             if done % cfg.eval.every == 0 or done == cfg.rl.iterations:
                 ev = _evaluate(policy, eval_pool, prompt, cfg, history, done)
                 metrics.update({f"eval/{k}": v for k, v in ev.items()})

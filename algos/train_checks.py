@@ -41,10 +41,13 @@ def check_config(cfg: TrainConfig) -> None:
     """Every check that needs no model and no env instance: value ranges (done when a config is
     built from user input; again for configs built in code), the env and its options, the
     estimator and its combination with the rest, and the task sets (envs/seeds.py)."""
+    from algos.tracking import check_wandb
+
     check_ranges(cfg)
     check_env(cfg)
     check_algorithm(cfg)
     check_task_sets(cfg)
+    check_wandb(cfg.logger)
 
 
 def check_env(cfg: TrainConfig) -> None:

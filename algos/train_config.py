@@ -237,11 +237,35 @@ class VLLMConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Experiment tracking beyond metrics.jsonl and TensorBoard (algos/tracking.py)."""
+
+    #: Also log to Weights & Biases: the metrics, the success curves and, at each saved sample, a
+    #: table of a few trajectories (pip install 'groupwise[wandb]').
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (pip install 'groupwise[wandb]')"})
+    wandb_project: str = "groupwise"
+    wandb_entity: Optional[str] = None
+    #: The W&B run name; null = the name of out_dir.
+    wandb_run_name: Optional[str] = field(default=None, metadata={"help": "null = the name of out_dir"})
+    #: online | offline | disabled; null = $WANDB_MODE if set, else offline (nothing leaves the
+    #: machine until `wandb sync <out_dir>/wandb/offline-run-*`).
+    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = field(
+        default=None, metadata={"help": "null = $WANDB_MODE if set, else offline"})
+
+
+@dataclass
 class TrainConfig:
     out_dir: str = "runs/groupwise"
     seed: int = ranged(0, ge=0)
     save_every: int = ranged(5, ge=1)
     keep_checkpoints: int = ranged(2, ge=1)
+    #: Write an iteration's trajectories with what the trainer computed for them (advantages and
+    #: their terms, anchor groups, clip ranges) to out_dir/rollouts/iter-NNNNNN.jsonl every this
+    #: many iterations and at the last one; null = at each evaluation (eval.every); 0 = never.
+    #: `groupwise view out_dir` shows them.
+    save_rollouts_every: Optional[int] = ranged(None, ge=0, metadata={
+        "help": "iterations between saved rollouts (out_dir/rollouts/iter-NNNNNN.jsonl, shown by `groupwise view`); "
+                "null = at each evaluation, 0 = never"})
     tensorboard: bool = True
     progress: bool = True
     threads: Optional[int] = ranged(None, ge=1)  # torch intra-op threads; None = torch's default
@@ -254,6 +278,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 on_register(_add_section)

@@ -5,7 +5,6 @@ Every case here fails in well under a second on the fixed code; none builds a mo
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
