@@ -1,39 +1,45 @@
-"""Typed dataclass configs: dict/YAML round trips and dotted command-line overrides.
+"""Typed dataclass configs on OmegaConf: YAML files, dotted command-line overrides, checked values.
 
-A config is a (possibly nested) dataclass. Values arriving from YAML or the command line are
-coerced to the annotated field types (int, float, bool, str, Optional/Union, tuple, list, dict,
-Literal, nested dataclasses), and every error names the full dotted key, so a typo in a 40-field
-config is a one-line fix instead of a silent default:
+A config is a (possibly nested) dataclass, used as an OmegaConf structured config: OmegaConf parses
+`key=value` overrides (verl's `a.b=c` syntax; values read as YAML: `5`, `null`, `[1, 2]`,
+`{size: 6}`), reads and writes YAML, converts and checks values against the annotated types
+(int, float, bool, str, Optional, Literal, list, tuple, dict, nested dataclasses) and builds the
+dataclass, whose `__post_init__` checks run. This module keeps what OmegaConf lacks:
 
-    cfg = parse_cli(TrainConfig, ["--config", "run.yaml", "algo.name=grpo", "train.lr=1e-5"])
-
-Numeric fields declare their valid values as field metadata, which any dataclass tool carries
-along (OmegaConf structured configs, tyro and dataclasses itself ignore keys they do not know):
+- errors that name the full dotted key and teach: an unknown key suggests the closest full key and
+  lists the valid keys at its level; a type error says the type the field holds;
+- a str or Literal field takes the text as typed (YAML would read `run_name=yes` as True);
+- a dict-typed field given a mapping is replaced, while a section given one is updated;
+- declared numeric ranges, as field metadata that any dataclass tool carries along:
 
     group_size: int = ranged(8, ge=1)       # = dataclasses.field(default=8, metadata={"range": Range(ge=1)})
     lr: float = ranged(2e-4, gt=0)          # floats must also be finite: nan and inf are refused
     threads: Optional[int] = ranged(None, ge=1)   # null stays allowed
 
-`check_ranges(cfg)` checks them all; `from_dict` (and so `load_yaml`, `apply_overrides` and
-`parse_cli`) calls it on every config it builds, so a value out of range is a ConfigError naming the
-key, the value and the range before any work starts. (HfArgumentParser passes field metadata on to
-argparse as keyword arguments: a config given to it needs the "range" key filtered out first.)
+`check_ranges(cfg)` checks them all; every build path here (`from_dict`, `load_yaml`,
+`apply_overrides`, `parse_cli`) calls it, so a value out of range is a ConfigError naming the key,
+the value and the range before any work starts.
+
+    cfg = parse_cli(TrainConfig, ["--config", "run.yaml", "algo.name=grpo", "rl.lr=1e-5"])
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import difflib
+import inspect
 import math
-import sys
+import re
 import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 T = TypeVar("T")
-_TRUE, _FALSE = {"true", "yes", "on", "1", "y"}, {"false", "no", "off", "0", "n"}
 
 
 class ConfigError(ValueError):
@@ -118,80 +124,88 @@ def check_ranges(cfg: Any, prefix: str = "") -> None:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of a dataclass config (tuples become lists so YAML stays portable)."""
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    def lists(v: Any) -> Any:
         if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-    return plain(cfg)
+            return {k: lists(x) for k, x in v.items()}
+        return [lists(x) for x in v] if isinstance(v, (list, tuple)) else v
+    return lists(OmegaConf.to_container(OmegaConf.structured(cfg)))
 
 
 def show_value(value: Any) -> str:
     """A config value as YAML and the command line write it: null, true/false, [1, 2]."""
-    if isinstance(value, (list, tuple, dict)) or dataclasses.is_dataclass(value):
-        value = to_dict({"v": value})["v"]
+    if dataclasses.is_dataclass(value):
+        value = to_dict(value)
+    if isinstance(value, (list, tuple, dict)):
+        return OmegaConf.to_yaml({"v": value}).strip().removeprefix("v:").strip() if value else str(value)
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build `cls` from a nested dict, coercing values, rejecting unknown keys and values outside
-    their declared ranges (`check_ranges`)."""
-    cfg = _build(cls, data, "", cls)
-    check_ranges(cfg)
-    return cfg
+    """Build `cls` from a nested dict: unknown keys, values of the wrong type and values outside
+    their declared ranges are ConfigErrors naming the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping for {cls.__name__}, got {data!r}")
+    conf = OmegaConf.structured(cls)
+    with _named_errors(cls):
+        # value by value rather than OmegaConf.merge, which leaves list items unchecked (2.4.0)
+        for key, value in _leaves(cls, cls, data, ""):
+            OmegaConf.update(conf, key, value, merge=False)
+        return _build(cls, conf)
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
-    return from_dict(cls, yaml.safe_load(Path(path).read_text()) or {})
+    with _named_errors(cls):
+        data = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    return from_dict(cls, data)
 
 
 def save_yaml(cfg: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg), sort_keys=False))
     return path
 
 
 def apply_overrides(cfg: T, overrides: list[str]) -> T:
-    """Return a new config with dotted `key=value` overrides applied (the input is untouched).
+    """Return a new config with dotted `key=value` overrides applied (the input is untouched); the
+    result is built again, so every field is re-checked and `__post_init__` runs again."""
+    root = type(cfg)
+    conf = OmegaConf.structured(cfg)
+    with _named_errors(root):
+        for item in overrides:
+            key, sep, text = item.partition("=")
+            key, text = key.strip(), text.strip()
+            if not sep or not key:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            tp = _field_type(root, key.split("."))
+            section = _dataclass_in(tp) is not None
+            OmegaConf.update(conf, key, _value(text, tp), merge=section)
+        return _build(root, conf)
 
-    Values are parsed like YAML (`5` -> int, `null` -> None, `[1, 2]` -> list) and then coerced to
-    the field type. The result is rebuilt through `from_dict` so every field is re-validated and
-    any `__post_init__` checks run again.
-    """
-    data = to_dict(cfg)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        parts = key.split(".")
-        tp = _field_type(type(cfg), parts)
-        text = raw.strip()
-        value = yaml.safe_load(text) if text else ""
-        # YAML reads `name=yes` as True and `tag=010` as 8: a str field wants the text as typed,
-        # and `mode=on` only matches Literal["on", "off"] as text.
-        if value is not None and not isinstance(value, str):
-            first, second = (text, value) if _strip_optional(tp) is str else (value, text)
-            try:
-                value = _coerce(first, tp, key, type(cfg))
-            except ConfigError as e:
-                try:
-                    value = _coerce(second, tp, key, type(cfg))
-                except ConfigError:
-                    raise e from None
-        node = data
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):  # an Optional[Section] that is currently None
-                node[p] = {}
-            node = node[p]
-        if _dataclass_in(tp) and isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-            value = {**node[parts[-1]], **value}  # `section={a: 1}` updates the section's fields
-        node[parts[-1]] = value
-    return from_dict(type(cfg), data)
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's documentation: its `help` metadata, else the `#:` comment lines above it, else
+    the `# comment` after it (the Sphinx conventions the config modules use), from the class or the
+    base class that declares it (a class made at run time has no source of its own)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    docs = {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if f.metadata.get("help")}
+    for klass in cls.__mro__:
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        above: list[str] = []
+        for line in lines[1:]:
+            text = line.strip()
+            if text.startswith("#:"):
+                above.append(text[2:].strip())
+                continue
+            name = re.match(r"(\w+)\s*:", text)
+            if name and name[1] in names and name[1] not in docs:
+                if doc := " ".join(above) or text.partition("  # ")[2].strip():
+                    docs[name[1]] = doc
+            above = []
+    return docs
 
 
 def valid_keys(cls: type) -> list[str]:
@@ -199,30 +213,94 @@ def valid_keys(cls: type) -> list[str]:
     return _all_keys(cls)
 
 
-def parse_cli(cls: type[T], argv: list[str] | None = None) -> T:
-    """`[--config file.yaml] [key=value ...]`: YAML first (else defaults), then the overrides."""
-    path, overrides = split_cli(sys.argv[1:] if argv is None else argv)
-    cfg = load_yaml(cls, path) if path else from_dict(cls, {})
-    return apply_overrides(cfg, overrides)
+def cli_parser(prog: str, description: str = "", epilog: str = "") -> argparse.ArgumentParser:
+    """The command line of a config-driven command: `[--config FILE] [key=value ...]`; callers add
+    their own flags (`groupwise train` adds --resume, --model, ...)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, add_help=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and every option")
+    parser.add_argument("--config", metavar="FILE", help="a YAML file of settings, applied before the overrides")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. algo.name=grpo rl.lr=1e-5 (see the options below)")
+    return parser
 
 
-def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:
-    """The `--config` path (or None) and the `key=value` overrides of a command line."""
-    path, overrides, args = None, [], iter(argv)
-    for arg in args:
-        if arg == "--config":
-            if (path := next(args, None)) is None:
-                raise ConfigError("--config needs a file path")
-        elif arg.startswith("--config="):
-            path = arg.partition("=")[2]
-        elif "=" in arg:
-            overrides.append(arg.lstrip("-"))  # accept `--train.lr=1e-5` as well
-        else:
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`parser.parse_args`, also taking `--key=value` as the override `key=value` (HfArgumentParser's
+    habit); a bad argument is a ConfigError instead of argparse's exit."""
+    parser.exit_on_error = False
+    try:
+        args, extra = parser.parse_known_intermixed_args(argv)
+    except argparse.ArgumentError as exc:
+        raise ConfigError(str(exc)) from None
+    for arg in extra:  # argparse leaves positionals after an unknown `--key=value` here too
+        if "=" not in arg or (arg.startswith("-") and not arg.startswith("--")):
             raise ConfigError(f"unexpected argument {arg!r}; expected --config FILE or key=value")
-    return path, overrides
+        args.overrides.append(arg.removeprefix("--"))
+    return args
+
+
+def parse_cli(cls: type[T], argv: list[str]) -> T:
+    """`[--config file.yaml] [key=value ...]`: YAML first (else defaults), then the overrides."""
+    args = parse_args(cli_parser(cls.__name__), argv)
+    return build_config(cls, args.config, args.overrides)
+
+
+def build_config(cls: type[T], path: str | None, overrides: list[str]) -> T:
+    """The config of a command line: the YAML file (else the defaults), then the overrides."""
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    return apply_overrides(load_yaml(cls, path) if path else cls(), overrides)
 
 
 # --- internals ---------------------------------------------------------------------------------
+
+def _build(cls: type[T], conf: Any) -> T:
+    """The dataclass of an OmegaConf config, its ranges checked."""
+    cfg = OmegaConf.to_object(conf)
+    check_ranges(cfg)
+    return cfg
+
+
+@contextlib.contextmanager
+def _named_errors(root: type) -> Iterator[None]:
+    """OmegaConf's errors as one-line ConfigErrors that name the dotted key and the field's type."""
+    try:
+        yield
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"missing required config key '{exc.full_key}'") from None
+    except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+        try:
+            expected = f" ({key} holds {_type_name(_field_type(root, key.split('[')[0].split('.')))})"
+        except ConfigError:
+            expected = ""
+        raise ConfigError(f"{key or 'config'}: {msg}{expected}") from None
+
+
+def _value(text: str, tp: Any) -> Any:
+    """An override's value: the text as typed for str and Literal fields, else parsed as YAML by
+    OmegaConf (`1e-5` is a float there, unlike in PyYAML)."""
+    plain = _strip_optional(tp)
+    if plain is str or (get_origin(plain) is Literal and text in get_args(plain)):
+        return text
+    if not text:
+        return ""
+    return OmegaConf.from_dotlist([f"v={text}"])["v"]
+
+
+def _leaves(root: type, cls: type, data: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every field a nested dict sets; sections given a mapping are walked."""
+    hints = _hints(cls)
+    for key, value in data.items():
+        if key not in hints:
+            raise _unknown(root, cls, f"{prefix}{key}", f"{prefix}{key}")
+        if (sub := _dataclass_in(hints[key])) is not None and isinstance(value, dict):
+            yield from _leaves(root, sub, value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
 
 def _hints(cls: type) -> dict[str, Any]:
     # get_type_hints resolves string annotations from `from __future__ import annotations`.
@@ -278,98 +356,6 @@ def _field_type(root: type, parts: list[str]) -> Any:
     return tp
 
 
-def _build(cls: type, data: Any, prefix: str, root: type) -> Any:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping for "
-                          f"{cls.__name__}, got {data!r}")
-    hints = _hints(cls)
-    for key in data:
-        if key not in hints:
-            raise _unknown(root, cls, f"{prefix}{key}", f"{prefix}{key}")
-    for f in dataclasses.fields(cls):
-        no_default = f.default is f.default_factory is dataclasses.MISSING
-        if f.init and no_default and f.name not in data:
-            raise ConfigError(f"missing required config key '{prefix}{f.name}'")
-    return cls(**{k: _coerce(v, hints[k], f"{prefix}{k}", root) for k, v in data.items()})
-
-
 def _type_name(tp: Any) -> str:
     plain = isinstance(tp, type) and not get_args(tp)  # list[str] passes isinstance(.., type)
     return tp.__name__ if plain else str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
-    origin, args = get_origin(tp), get_args(tp)
-    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if tp is Any:
-        return value
-    if (sub := _dataclass_in(tp)) is not None and tp is sub:
-        return _build(sub, value, key + ".", root)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key, root)
-            except ConfigError as e:
-                errors.append(e)
-        raise errors[0] if len(errors) == 1 else bad  # Optional[X]: X's message is more specific
-    if origin is Literal:
-        for allowed in args:  # match on type too: `True == 1` must not satisfy Literal[1]
-            if value == allowed and type(value) is type(allowed):
-                return allowed
-        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of "
-                          f"{', '.join(repr(a) for a in args)}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE:
-            return str(value).strip().lower() in _TRUE
-        raise bad
-    if tp in (int, float):
-        if isinstance(value, bool):
-            raise bad  # bool is an int subclass, but `lr: true` is certainly a mistake
-        if isinstance(value, str):  # YAML 1.1 reads `1e-5` (no dot) as a string
-            for parse in (int, float):
-                try:
-                    value = parse(value.strip())
-                    break
-                except ValueError:
-                    pass
-        if tp is float and isinstance(value, (int, float)):
-            return float(value)
-        if tp is int and isinstance(value, int):
-            return value
-        if tp is int and isinstance(value, float) and value.is_integer():
-            return int(value)  # `steps: 1e4` means 10000
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)  # `name: 123` in YAML
-        raise bad
-    if origin in (tuple, list) or tp in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{key}: expected {_type_name(tp)} ({len(args)} items), "
-                                  f"got {value!r}")
-            types_ = args
-        else:  # list[T], tuple[T, ...], bare list/tuple
-            types_ = [args[0] if args else Any] * len(value)
-        items = [_coerce(v, t, f"{key}[{i}]", root) for i, (v, t) in enumerate(zip(value, types_))]
-        return tuple(items) if (origin or tp) is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise bad
-        kt, vt = args or (Any, Any)
-        return {_coerce(k, kt, f"{key} (a key)", root): _coerce(v, vt, f"{key}.{k}", root)
-                for k, v in value.items()}
-    if origin is None and isinstance(tp, type) and not isinstance(value, tp):
-        raise bad
-    return value

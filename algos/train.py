@@ -29,6 +29,7 @@ import random
 import resource
 import signal
 import sys
+import textwrap
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -40,8 +41,8 @@ import torch
 from algos import distributed as dist
 from algos.checkpoint import (CheckpointError, load_latest, restore_rng_state, save_checkpoint,
                               write_json_atomic)
-from algos.config import (ConfigError, apply_overrides, from_dict, parse_cli, save_yaml, show_value, split_cli,
-                          to_dict)
+from algos.config import (ConfigError, apply_overrides, build_config, cli_parser, field_docs, from_dict, parse_args, save_yaml,
+                          show_value, to_dict)
 from algos.logger import MetricsLogger, NullLogger, plot_curves, read_jsonl
 from algos.saved_rollouts import read_rollouts, rollouts_due, save_rollouts
 from algos.task_sets import SeedsFile, eval_env_options, sft_task_seeds
@@ -53,40 +54,31 @@ from envs.seeds import stream
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    while (plugin := _pop_option(argv, "--plugin")) is not None:
-        try:
+    parser = cli_parser("groupwise train", __doc__)
+    parser.add_argument("--resume", action="store_true", help="continue the run in out_dir from its last checkpoint")
+    parser.add_argument("--model", metavar="PATH", help="a model folder, a .gguf file or a folder holding one "
+                        "(= model.path=PATH); left out: the tiny model groupwise builds")
+    parser.add_argument("--out", metavar="DIR", help="the run folder (= out_dir=DIR)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                        help="import a .py file or module that registers an estimator or env first; repeatable")
+    try:
+        args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
+        for plugin in args.plugin:  # before the config is read: a plugin's estimator adds its algo.<name> section
             load_plugin(plugin)
-        except ConfigError as exc:
-            print(f"groupwise train: {exc}", file=sys.stderr)
-            return 2
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        print("Options (key=default, then what it does where the field says):")
-        for line in option_lines(TrainConfig()):
-            print("  " + line)
-        return 0
-    resume = _pop_flag(argv, "--resume")
-    model_path = _pop_option(argv, "--model")
-    out_dir = _pop_option(argv, "--out")
-    if model_path is not None and not model_path.strip():  # e.g. a `$(python -c ...)` that failed
-        print("groupwise train: --model got an empty path; pass a model folder, a .gguf file or a folder "
-              "holding one (such as a pip package's), or leave --model out to train the tiny model",
-              file=sys.stderr)
-        return 2
-    if model_path:
-        argv.append(f"model.path={model_path}")
-    if out_dir:
-        argv.append(f"out_dir={out_dir}")
-    try:
-        cfg = parse_cli(TrainConfig, argv)
-    except ConfigError as exc:
-        print(f"groupwise train: {exc}", file=sys.stderr)
-        return 2
-    overrides = split_cli(argv)[1]  # parse_cli accepted them: a resumed run takes some of them
-    try:
-        summary = train(cfg, resume=resume, overrides=overrides)
-    except ConfigError as exc:  # a combination that cannot work, found before any training
+        if args.help:
+            print(parser.format_help())
+            print("Options (key=default, then what it does):")
+            for line in option_lines(TrainConfig()):
+                print("  " + line)
+            return 0
+        if args.model is not None and not args.model.strip():  # e.g. a `$(python -c ...)` that failed
+            raise ConfigError("--model got an empty path; pass a model folder, a .gguf file or a folder holding one "
+                              "(such as a pip package's), or leave --model out to train the tiny model")
+        overrides = args.overrides + [f"model.path={args.model}"] * bool(args.model) + [f"out_dir={args.out}"] * bool(args.out)
+        cfg = build_config(TrainConfig, args.config, overrides)
+        # a resumed run takes some of the overrides (RESUME_KEYS)
+        summary = train(cfg, resume=args.resume, overrides=overrides)
+    except ConfigError as exc:  # bad input or a combination that cannot work, found before any training
         print(f"groupwise train: {exc}", file=sys.stderr)
         return 2
     return 130 if summary.get("interrupted") else 0
@@ -113,27 +105,6 @@ def load_plugin(name: str) -> None:
         importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"--plugin {name}: {exc}; pass a .py file or a module on the Python path") from None
-
-
-def _pop_flag(argv: list[str], flag: str) -> bool:
-    if flag in argv:
-        argv.remove(flag)
-        return True
-    return False
-
-
-def _pop_option(argv: list[str], opt: str) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == opt:
-            if i + 1 >= len(argv):
-                raise SystemExit(f"groupwise train: {opt} needs a value")
-            value = argv[i + 1]
-            del argv[i:i + 2]
-            return value
-        if arg.startswith(opt + "="):
-            del argv[i]
-            return arg.partition("=")[2]
-    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -291,18 +262,19 @@ def _lookup(d: dict[str, Any], key: str) -> Any:
 
 
 def option_lines(cfg: Any, prefix: str = "") -> list[str]:
-    """`key=default  help` for every leaf field of `cfg`: the estimators' options carry their help
-    (algos/registry.py), as does any field declared with metadata={"help": ...}."""
+    """`key=default  doc` for every leaf field of `cfg` (algos.config.field_docs: help metadata, as
+    the estimators' options carry, or the `#:` comments of algos/train_config.py)."""
     import dataclasses
 
-    out = []
+    out, docs = [], field_docs(type(cfg))
     for f in dataclasses.fields(cfg):
         value, key = getattr(cfg, f.name), prefix + f.name
         if dataclasses.is_dataclass(value):
             out += option_lines(value, key + ".")
             continue
-        help_text = f.metadata.get("help")
-        out.append(f"{key}={show_value(value)}" + (f"  {help_text}" if help_text else ""))
+        out.append(f"{key}={show_value(value)}")
+        if f.name in docs:
+            out += textwrap.wrap(docs[f.name], 96, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
     return out
 
 

@@ -31,9 +31,9 @@ class ModelConfig:
     chat_template: str = ""
     #: LoRA adapters through peft: "auto" = on for loaded models, off for the tiny model.
     lora: Literal["auto", "on", "off"] = "auto"
-    lora_r: int = ranged(16, ge=1)
-    lora_alpha: int = ranged(32, ge=1)
-    lora_dropout: float = ranged(0.0, ge=0, le=1)
+    lora_r: int = ranged(16, ge=1)  # LoRA rank for loaded models (model.lora)
+    lora_alpha: int = ranged(32, ge=1)  # LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float = ranged(0.0, ge=0, le=1)  # dropout on the LoRA inputs
     #: A vision-language model (Qwen2-VL family): "auto" = when the folder is one, or, for the tiny
     #: model built here, when the env's observations carry images.
     vlm: Literal["auto", "on", "off"] = "auto"
@@ -58,7 +58,7 @@ TRAIN_ENV_KWARGS: dict[str, dict] = {"sokoban": {"text_grid": False}}
 
 @dataclass
 class EnvConfig:
-    id: str = "sokoban"
+    id: str = "sokoban"  # a registered env id (`groupwise envs` lists them)
     #: Options for envs.make; unset (null) takes TRAIN_ENV_KWARGS[id], {} the env's own defaults.
     kwargs: Optional[dict] = None
     workers: int = ranged(2, ge=0)  # env worker processes (or Ray actors); 0 = in the trainer's process
@@ -82,11 +82,11 @@ class EnvConfig:
 
 @dataclass
 class SFTConfig:
-    enabled: bool = True
+    enabled: bool = True  # run the SFT warm start on the env's expert before RL
     episodes: int = ranged(1000, ge=1)  # expert episodes collected for the warm start
     noise: float = ranged(0.1, ge=0, le=1)  # share of random moves, so the warm start is imperfect and RL has work to do
-    epochs: int = ranged(3, ge=1)
-    lr: float = ranged(1e-3, gt=0)
+    epochs: int = ranged(3, ge=1)  # passes over the SFT data
+    lr: float = ranged(1e-3, gt=0)  # SFT learning rate (AdamW)
     batch_size: int = ranged(32, ge=1)  # rows per optimizer step
     #: Run each step's rows in forward passes of at most this many padded tokens (gradients
     #: accumulate, the step is the same); null = all rows of a step in one pass.
@@ -134,12 +134,12 @@ def _add_section(spec: EstimatorSpec) -> None:
 class EPOConfig:
     """EPO's entropy regulariser (algorithms.md §6): loss − c_H·(agg(H) − λ_s·β(e)·agg(p))."""
 
-    enabled: bool = False
+    enabled: bool = False  # add EPO's entropy regulariser to the loss
     smooth_coef: float = ranged(1.0, ge=0)  # λ_s
-    kappa_lo: float = ranged(0.5, ge=0)
-    kappa_hi: float = ranged(1.5, ge=0)
-    penalty: float = ranged(0.1, ge=0)
-    mode: Literal["token", "seq"] = "token"
+    kappa_lo: float = ranged(0.5, ge=0)  # lower edge of the entropy band (times the running mean)
+    kappa_hi: float = ranged(1.5, ge=0)  # upper edge of the entropy band (times the running mean)
+    penalty: float = ranged(0.1, ge=0)  # weight of the out-of-band penalty p
+    mode: Literal["token", "seq"] = "token"  # aggregate the penalty per token or per sequence
     phase_weights: bool = True  # β(e) over the run's iterations (the released code fixes E = 150)
     #: True reproduces the released code, whose piecewise-constant penalty has no gradient.
     faithful: bool = False
@@ -149,41 +149,42 @@ class EPOConfig:
 class LossConfig:
     #: ppo (token ratio), turn_ppo (ST-PPO's turn ratio), gspo (sequence ratio) or sapo (soft gate).
     name: Literal["ppo", "turn_ppo", "gspo", "sapo"] = "ppo"
-    clip_low: float = ranged(0.2, ge=0)
+    clip_low: float = ranged(0.2, ge=0)  # PPO clip range below 1: ratio >= 1 - clip_low
     clip_high: float = ranged(0.28, ge=0)  # clip-higher (DAPO); set equal to clip_low for symmetric PPO
-    clip_ratio_c: float = ranged(3.0, gt=1)
+    clip_ratio_c: float = ranged(3.0, gt=1)  # dual-clip bound for negative advantages (ratio <= clip_ratio_c)
+    #: How token losses are averaged into the batch loss (verl's loss_agg_mode).
     agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
-    kl_coef: float = ranged(0.0, ge=0)
+    kl_coef: float = ranged(0.0, ge=0)  # weight of the low-variance KL to the reference model (0 = no reference)
     entropy_coef: float = ranged(0.0, ge=0)  # c_H; EPO uses 0.001
-    tau_pos: float = ranged(1.0, gt=0)  # SAPO gate temperatures
-    tau_neg: float = ranged(1.05, gt=0)
+    tau_pos: float = ranged(1.0, gt=0)  # SAPO's gate temperature for positive advantages
+    tau_neg: float = ranged(1.05, gt=0)  # SAPO's gate temperature for negative advantages
     epo: EPOConfig = field(default_factory=EPOConfig)
 
 
 @dataclass
 class RLConfig:
-    iterations: int = ranged(30, ge=0)
+    iterations: int = ranged(30, ge=0)  # RL iterations (one batch collected and trained on each)
     tasks_per_iter: int = ranged(8, ge=1)  # task groups per batch
     group_size: int = ranged(8, ge=1)  # G rollouts per task
-    ppo_epochs: int = ranged(1, ge=1)
+    ppo_epochs: int = ranged(1, ge=1)  # passes over each batch
     minibatch_size: int = ranged(256, ge=1)  # rows per optimizer step
     micro_batch_size: int = ranged(64, ge=1)  # rows per forward pass (gradient accumulation)
     #: Also cap a forward pass at this many padded tokens (rows x longest prompt + response), so
     #: long rows go in smaller micro-batches; null = rows only. Memory follows tokens, not rows.
     max_tokens_per_micro_batch: Optional[int] = ranged(None, ge=1)
-    lr: float = ranged(2e-4, gt=0)
-    weight_decay: float = ranged(0.0, ge=0)
-    max_grad_norm: float = ranged(1.0, gt=0)
-    temperature: float = ranged(1.0, ge=0)
-    top_p: float = ranged(1.0, gt=0, le=1)
-    max_new_tokens: int = ranged(16, ge=1)
+    lr: float = ranged(2e-4, gt=0)  # RL learning rate (AdamW)
+    weight_decay: float = ranged(0.0, ge=0)  # AdamW weight decay
+    max_grad_norm: float = ranged(1.0, gt=0)  # gradient-norm clip per optimizer step
+    temperature: float = ranged(1.0, ge=0)  # sampling temperature of training rollouts
+    top_p: float = ranged(1.0, gt=0, le=1)  # nucleus sampling of training rollouts
+    max_new_tokens: int = ranged(16, ge=1)  # tokens one turn's reply may have
     #: Recompute old logprobs with a forward pass (as verl does). The hf backend's own rollout
     #: logprobs match within 1e-6 (tests/test_hf.py); `false` reuses them and saves a forward pass.
     recompute_old_logprobs: bool = True
     #: DAPO dynamic sampling: drop task groups whose returns are all equal (no signal) and collect
     #: more tasks until tasks_per_iter informative groups are in, at most max_sampling_rounds rounds.
     dynamic_sampling: bool = False
-    max_sampling_rounds: int = ranged(3, ge=1)
+    max_sampling_rounds: int = ranged(3, ge=1)  # collection rounds of dynamic sampling at most
     #: Encode a prompt shared by several rows once in the training forward (algorithms.md §15).
     shared_prefix: bool = True
     #: generate each episode's next turn as soon as its env step returns, not when the whole turn has
@@ -209,7 +210,7 @@ class EvalConfig:
     #: The policy as trained (temperature 1). verl-agent validates at 0.4, which hides most of
     #: what RL sharpens; set eval.temperature=0.4 to compare with its numbers.
     temperature: float = ranged(1.0, ge=0)
-    greedy: bool = False
+    greedy: bool = False  # greedy decoding in evaluation (else sampled at eval.temperature)
 
 
 @dataclass
@@ -232,7 +233,7 @@ class VLLMConfig:
     gpu_memory_utilization: float = ranged(0.5, gt=0, le=1)  # the engine's share of GPU memory; the trainer needs the rest
     #: auto = on GPUs the engine sleeps during each update (weights offloaded, KV cache freed)
     sleep: Literal["auto", "on", "off"] = "auto"
-    tensor_parallel_size: int = ranged(1, ge=1)
+    tensor_parallel_size: int = ranged(1, ge=1)  # GPUs one vLLM engine spans
     dtype: str = "auto"  # auto = the trainer's dtype, so synced weights keep their precision
 
 
@@ -242,32 +243,29 @@ class LoggerConfig:
 
     #: Also log to Weights & Biases: the metrics, the success curves and, at each saved sample, a
     #: table of a few trajectories (pip install 'groupwise[wandb]').
-    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (pip install 'groupwise[wandb]')"})
-    wandb_project: str = "groupwise"
-    wandb_entity: Optional[str] = None
+    wandb: bool = False
+    wandb_project: str = "groupwise"  # W&B project
+    wandb_entity: Optional[str] = None  # W&B entity (team or user); null = your default
     #: The W&B run name; null = the name of out_dir.
-    wandb_run_name: Optional[str] = field(default=None, metadata={"help": "null = the name of out_dir"})
+    wandb_run_name: Optional[str] = None
     #: online | offline | disabled; null = $WANDB_MODE if set, else offline (nothing leaves the
     #: machine until `wandb sync <out_dir>/wandb/offline-run-*`).
-    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = field(
-        default=None, metadata={"help": "null = $WANDB_MODE if set, else offline"})
+    wandb_mode: Optional[Literal["online", "offline", "disabled"]] = None
 
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/groupwise"
-    seed: int = ranged(0, ge=0)
-    save_every: int = ranged(5, ge=1)
-    keep_checkpoints: int = ranged(2, ge=1)
+    out_dir: str = "runs/groupwise"  # the run folder: metrics, checkpoints, final-model, rollouts
+    seed: int = ranged(0, ge=0)  # the run's seed: every random stream derives from it (envs/seeds.py)
+    save_every: int = ranged(5, ge=1)  # iterations between checkpoints
+    keep_checkpoints: int = ranged(2, ge=1)  # checkpoints kept (older ones are deleted)
     #: Write an iteration's trajectories with what the trainer computed for them (advantages and
     #: their terms, anchor groups, clip ranges) to out_dir/rollouts/iter-NNNNNN.jsonl every this
     #: many iterations and at the last one; null = at each evaluation (eval.every); 0 = never.
     #: `groupwise view out_dir` shows them.
-    save_rollouts_every: Optional[int] = ranged(None, ge=0, metadata={
-        "help": "iterations between saved rollouts (out_dir/rollouts/iter-NNNNNN.jsonl, shown by `groupwise view`); "
-                "null = at each evaluation, 0 = never"})
-    tensorboard: bool = True
-    progress: bool = True
+    save_rollouts_every: Optional[int] = ranged(None, ge=0)
+    tensorboard: bool = True  # also write TensorBoard events
+    progress: bool = True  # show progress bars
     threads: Optional[int] = ranged(None, ge=1)  # torch intra-op threads; None = torch's default
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)

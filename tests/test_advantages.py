@@ -546,4 +546,10 @@ def test_every_option_has_one_default_and_a_help_string():
         # the config section is the registered dataclass itself: no second copy of the defaults
         assert type(getattr(TrainConfig().algo, name)) is spec.options
         for f in dataclasses.fields(spec.options):
-            assert any(line.startswith(f"algo.{name}.{f.name}=") and f.metadata["help"] in line for line in lines)
+            at = next(i for i, line in enumerate(lines) if line.startswith(f"algo.{name}.{f.name}="))
+            doc = []  # the help follows its key, wrapped and indented
+            for line in lines[at + 1:]:
+                if not line.startswith("    "):
+                    break
+                doc.append(line.strip())
+            assert " ".join(doc) == " ".join(f.metadata["help"].split())

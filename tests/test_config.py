@@ -77,11 +77,13 @@ def test_overrides_do_not_mutate_input():
 
 def test_coercion_of_cli_values():
     cfg = apply_overrides(Cfg(), [
-        "train.steps=1e3", "train.bf16=false", "train.seed=3", "eval.episodes=null",
+        "train.steps=1000", "train.bf16=false", "train.seed=3", "eval.episodes=null",
         "train.run_name=yes", "train.envs=[sokoban, webshop]", "algo.clip=[0.1, 0.3]",
         "env_kwargs={size: 6}", "algo.gigpo={gamma: 0.9}",
     ])
     assert cfg.train.steps == 1000 and isinstance(cfg.train.steps, int)
+    with pytest.raises(ConfigError, match=r"train\.steps.*1000\.0.*holds int"):  # OmegaConf keeps floats out of ints
+        apply_overrides(Cfg(), ["train.steps=1e3"])
     assert cfg.train.bf16 is False
     assert cfg.train.seed == 3
     assert cfg.eval.episodes is None
@@ -122,7 +124,7 @@ def test_wrong_type_names_key_type_and_value():
         apply_overrides(Cfg(), ["train.steps=many"])
     msg = str(e.value)
     assert "train.steps" in msg and "int" in msg and "'many'" in msg
-    with pytest.raises(ConfigError, match="train.lr.*float.*True"):
+    with pytest.raises(ConfigError, match="train.lr.*True.*holds float"):
         from_dict(Cfg, {"train": {"lr": True}})
     with pytest.raises(ConfigError, match="algo.clip"):
         apply_overrides(Cfg(), ["algo.clip=[0.1]"])

@@ -88,4 +88,4 @@ def test_the_add_your_own_estimator_example_trains_through_the_cli(tmp_path):
     trained = [m for m in metrics if "adv/max" in m]
     assert trained and all(m["adv/max"] <= 1e-12 for m in trained)  # return minus the group's best is never > 0
     helped = subprocess.run(cli[:6] + ["--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert "algo.best_of_group.scale=1.0  multiplies every advantage" in helped.stdout
+    assert "algo.best_of_group.scale=1.0\n      multiplies every advantage" in helped.stdout
