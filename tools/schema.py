@@ -8,9 +8,10 @@ Why not `transformers.utils.get_json_schema` plus jsonschema (TRL's route; tried
 wip-tool-schemas, 642 lines against these 515): get_json_schema refuses parameters without a
 docstring line and docstrings without a Google "Args:" section, has no dataclass or TypedDict
 parameters, ignores Annotated descriptions and defaults, and marks Optional parameters required
-and not nullable; jsonschema checks but does not coerce ("3" for an int stays an error, where a
-model's arguments need it read as 3) and reports nested paths in its own form. Working around
-each cost more code than this module, and added transformers>=4.54 and jsonschema as dependencies.
+and not nullable; jsonschema only says whether the JSON fits, so the tool's dataclass arguments
+must still be built (and their __post_init__ errors reported) and a JSON 3 made a float, and its
+messages name nested paths in its own form. Working around each cost more code than this module,
+and added transformers>=4.54 and jsonschema as dependencies.
 """
 
 from __future__ import annotations
