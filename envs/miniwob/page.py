@@ -60,12 +60,16 @@ async ([frames, W, H]) => {
     });
     if (elements.length >= 80) break;
   }
+  // the natural-language email tasks return {utterance, fields} outside their test data mode
+  const utterance = core.getUtterance();
   const editable = !!active && active !== document.body && (active.isContentEditable ||
       active.tagName === 'TEXTAREA' || (active.tagName === 'INPUT' &&
       !['button', 'submit', 'reset', 'checkbox', 'radio', 'range', 'color', 'file', 'image'].includes(active.type)));
   return {done: !!WOB_DONE_GLOBAL, reward: +WOB_REWARD_GLOBAL, raw: +WOB_RAW_REWARD_GLOBAL,
-          reason: WOB_REWARD_REASON === null ? '' : String(WOB_REWARD_REASON),
-          utterance: core.getUtterance(), elements, shapes, editable};
+          reason: WOB_REWARD_REASON == null ? '' : String(WOB_REWARD_REASON),  // null or undefined
+          utterance: typeof utterance === 'object' && utterance !== null ? String(utterance.utterance) : String(utterance),
+          elements, shapes, editable,
+          elapsed: core.ept0 === null ? 0 : Date.now() - core.ept0};
 }
 """
 
@@ -104,6 +108,7 @@ class PageState:
     elements: tuple[Element, ...] = ()
     shapes: tuple[dict[str, str], ...] = field(default_factory=tuple)
     editable_focused: bool = False
+    elapsed_ms: float = 0.0  # page time since the episode started (the page's own clock)
 
     def find_text(self, text: str) -> Element | None:
         """The first element whose text is `text` (whitespace-normalised; then ignoring case)."""
@@ -116,10 +121,14 @@ class PageState:
 
 
 def read_state(page: Any, settle_frames: int = 2) -> PageState:
-    """Scan the page (after `settle_frames` animation frames) into a `PageState`."""
+    """Scan the page (after `settle_frames` animation frames) into a `PageState`.
+
+    Under a paused page clock no animation frame comes: pass settle_frames=0 there (the env has
+    already run the clock forward)."""
     raw = page.evaluate(_SCAN_JS, [settle_frames, TASK_WIDTH, TASK_HEIGHT])
     elements = tuple(Element(**{**e, "scroll": tuple(e["scroll"]) if e["scroll"] else None})
                      for e in raw["elements"])
     return PageState(done=raw["done"], reward=float(raw["reward"]), raw_reward=float(raw["raw"]),
                      reason=raw["reason"], utterance=raw["utterance"], elements=elements,
-                     shapes=tuple(raw["shapes"]), editable_focused=raw["editable"])
+                     shapes=tuple(raw["shapes"]), editable_focused=raw["editable"],
+                     elapsed_ms=float(raw["elapsed"]))
