@@ -148,7 +148,8 @@ def check_options(id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
     `render_mode` (what `gymnasium.make` passes) reaches only envs whose constructor takes it:
     None is dropped for the others, and any other mode is refused with the modes the env renders.
-    Raises TypeError naming unknown options and what the env accepts.
+    Raises TypeError naming unknown options and what the env accepts; an env class with a
+    `validate_options(**options)` classmethod also has the values checked (ValueError).
     """
     s = spec(id)
     factory = s.load()
@@ -169,6 +170,9 @@ def check_options(id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         accepted = [p for p in sig.parameters if p != "self"]
         raise TypeError(f"environment {id!r} got unknown option(s) {unknown}; it accepts: {', '.join(accepted) or 'none'}")
+    validate = getattr(factory, "validate_options", None)
+    if callable(validate):  # an env that can check its option values cheaply (a bad suite name, ...)
+        validate(**params)
     return params
 
 

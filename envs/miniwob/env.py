@@ -159,6 +159,12 @@ class MiniWoBEnv(AgentEnv):
         self.time_limit_ms = self.task.time_limit_ms  # the loaded page's own, once an episode runs
         self.reset_failures = 0  # failed reset attempts so far (each retried in a fresh context)
 
+    @classmethod
+    def validate_options(cls, **options: Any) -> None:
+        """Check option values without a browser (the constructor starts none): a config with a
+        bad suite or clock fails before training starts (envs.registry.check_options)."""
+        cls(**options)
+
     def _select(self, task: Task) -> None:
         """Make `task` the one the next episode plays (a suite switches task at each reset)."""
         self.task = task
@@ -397,7 +403,8 @@ class MiniWoBEnv(AgentEnv):
         return self.clock == "real" and (self.task.timing != "static" or self.time_limit or self.reward_kind == "env")
 
     def _admissible(self, state: PageState) -> list[str]:
-        """Actions that do something sensible now: clicks on elements, typing, Enter, scrolling."""
+        """Actions that do something sensible now: clicks on elements, typing, Enter, scrolling, and
+        where the task calls for them clicks on a grid of points, drags, pointer moves and wait()."""
         actions: list[str] = []
         for el in state.elements:
             if el.text and len(el.text) <= 40 and state.find_text(el.text) is el:
