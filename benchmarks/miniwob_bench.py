@@ -193,7 +193,10 @@ def report(r: dict[str, Any]) -> str:
              "stepped clock (each action takes the task's page step, 1000 ms, or 250 ms on simon-says), the task's "
              "own time limit, screenshots 160x210. Success = the task's full score (raw reward 1).", "",
              f"Machine: {r.get('machine', '?')}; whole bench {r['bench_seconds'] / 60:.0f} min"
-             + (f" over {r['runs']} runs (--resume)" if r.get("runs", 1) > 1 else " in one run") + ".", ""]
+             + (f" over {r['runs']} runs (--resume)" if r.get("runs", 1) > 1 else " in one run") + "."
+             + (f" At this rate 20 episodes per task would take about {r['bench_seconds'] / 60 * 20 / s['episodes']:.0f} "
+                f"min, over the ~40 min a bench run may take here, hence {s['episodes']}." if s["episodes"] < 20 else ""),
+             ""]
     lines += ["## Summary", "", "| tasks | n | reset ms | step ms | random success | random return | solver success |",
               "|---|---|---|---|---|---|---|"]
 
