@@ -6,9 +6,8 @@ through the `miniwob-suite` env: `env.id=miniwob-suite` with `env.kwargs={suite:
 episode's seed picks the task, seed % len(suite), so consecutive seeds cover the suite evenly).
 
 Where a list comes from is said next to it. Humphreys et al. 2022 (CC-Net) report results on
-"104 MiniWob++ tasks" without naming them in any source we could check; no suite claims to be
-theirs. The nearest documented set is `eval` (107 tasks), which holds the tasks of every group
-they describe.
+"104 MiniWob++ tasks" without naming them in any source we could check, so no suite claims to be
+theirs.
 """
 
 from __future__ import annotations
