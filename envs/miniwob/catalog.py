@@ -19,6 +19,9 @@ One row per page of `miniwob/html/miniwob/` (130 pages in miniwob 1.1.0):
 - step: page milliseconds one action takes under the stepped clock, where the task needs other
   than the env's default (simon-says blinks for 250 ms, which a 1 s step would skip).
 
+hover-shape's page computes a score but never reports it (its call to the scorer is commented out
+in the package), so every episode of it ends at the time limit with reward -1.
+
 The three FlightWoB tasks (`flight.*`) are not here: their pages need an HTTP origin and put the
 task inside an iframe of another size; see the README.
 
