@@ -13,7 +13,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="groupwise", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("envs", help="list the registered environments")
+    e = sub.add_parser("envs", help="list the registered environments (--tag filters, --tags lists the tags)")
+    e.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="only envs with this tag (repeat: all of them), e.g. --tag miniwob --tag real-time")
+    e.add_argument("--tags", action="store_true", help="list the tags with how many envs carry each")
 
     p = sub.add_parser("play", help="play an environment yourself in the terminal")
     p.add_argument("env")
@@ -178,7 +181,14 @@ def parse_kv(items: Sequence[str]) -> dict[str, Any]:
 def cmd_envs(args: argparse.Namespace) -> int:
     import envs
 
-    items = envs.list_envs()
+    if args.tags:
+        for tag, count in envs.list_tags().items():
+            print(f"{tag:<16} {count}")
+        return 0
+    try:
+        items = envs.list_envs(tag=args.tag)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     width = max(map(len, items), default=0)
     for env_id, desc in items.items():
         print(f"{env_id:<{width}}  {desc}")

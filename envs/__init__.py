@@ -1,7 +1,7 @@
 """groupwise environments: the AgentEnv contract, the registry, the pool, and the built-in envs."""
 
 from envs.base import ActionFormat, AgentEnv, AnyText, ParsedAction, image_anchor, observation_space
-from envs.registry import UnknownEnvError, list_envs, make, register, spec
+from envs.registry import UnknownEnvError, list_envs, list_tags, make, register, spec
 from envs.pool import EnvPool, EnvFailure
 from envs.ray_pool import make_pool
 from envs.check import EnvContractError, check_env
@@ -29,14 +29,12 @@ register("blackjack", "envs.cards:BlackjackEnv",
 register("vision-qa", "envs.vision_qa:VisionQAEnv", eval_split="eval",
          description="Questions about generated charts, shape counts, geometry figures and tables (exact-match reward).")
 
-from envs.miniwob.tasks import TASK_NAMES as _MINIWOB_TASKS  # noqa: E402
+from envs.miniwob import register_all as _register_miniwob  # noqa: E402
 
-for _task in _MINIWOB_TASKS:
-    register(f"miniwob.{_task}", "envs.miniwob.env:MiniWoBEnv", task=_task,
-             description=f"MiniWoB++ {_task} in Chromium: screenshot + task, mouse/keyboard actions.")
+_register_miniwob()
 
 __all__ = [
     "ActionFormat", "AgentEnv", "AnyText", "EnvContractError", "EnvFailure", "EnvPool", "ParsedAction",
-    "UnknownEnvError", "check_env", "image_anchor", "list_envs", "make", "make_pool", "observation_space",
+    "UnknownEnvError", "check_env", "image_anchor", "list_envs", "list_tags", "make", "make_pool", "observation_space",
     "register", "spec",
 ]

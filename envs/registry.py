@@ -13,7 +13,7 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 
@@ -34,6 +34,8 @@ class EnvSpec:
     #: The `split` option value that holds the evaluation tasks, for envs whose tasks come in
     #: splits; None for envs whose tasks are seeds (evaluation then uses a reserved seed range).
     eval_split: str | None = None
+    #: Labels `groupwise envs --tag` filters on (e.g. "miniwob", "real-time").
+    tags: tuple[str, ...] = ()
 
     def load(self) -> Callable[..., Any]:
         if callable(self.entry_point):
@@ -50,17 +52,20 @@ _plugins_loaded = False
 
 
 def register(id: str, entry_point: str | Callable[..., Any], description: str = "", eval_split: str | None = None,
-             **defaults: Any) -> None:
+             tags: Sequence[str] = (), **defaults: Any) -> None:
     """Register an environment under `id`.
 
     `entry_point` is a class / factory or a `"module:attr"` string (imported on first `make`).
     `defaults` are keyword arguments passed to it unless `make` overrides them. `eval_split` names
     the value of the env's `split` option that holds its evaluation tasks, if it has splits: the
     trainer and `groupwise eval` evaluate there, so training tasks never reach evaluation.
+    `tags` are labels for `list_envs(tag=...)` and `groupwise envs --tag`.
     """
     if not id or "/" in id:
         raise ValueError(f"bad env id {id!r}: use a non-empty name without '/'")
-    _REGISTRY[id] = EnvSpec(id, entry_point, dict(defaults), description, eval_split)
+    if isinstance(tags, str) or not all(isinstance(t, str) and t and " " not in t for t in tags):
+        raise ValueError(f"tags of {id!r} must be a list of words (no spaces), got {tags!r}")
+    _REGISTRY[id] = EnvSpec(id, entry_point, dict(defaults), description, eval_split, tuple(tags))
     gym_id = f"groupwise/{id}"
     # Gymnasium wants a creator callable or "module:attr"; route through make so defaults apply.
     gym.register(gym_id, entry_point=_gym_creator(id), disable_env_checker=True,
@@ -143,7 +148,8 @@ def check_options(id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
     `render_mode` (what `gymnasium.make` passes) reaches only envs whose constructor takes it:
     None is dropped for the others, and any other mode is refused with the modes the env renders.
-    Raises TypeError naming unknown options and what the env accepts.
+    Raises TypeError naming unknown options and what the env accepts; an env class with a
+    `validate_options(**options)` classmethod also has the values checked (ValueError).
     """
     s = spec(id)
     factory = s.load()
@@ -164,10 +170,32 @@ def check_options(id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         accepted = [p for p in sig.parameters if p != "self"]
         raise TypeError(f"environment {id!r} got unknown option(s) {unknown}; it accepts: {', '.join(accepted) or 'none'}")
+    validate = getattr(factory, "validate_options", None)
+    if callable(validate):  # an env that can check its option values cheaply (a bad suite name, ...)
+        validate(**params)
     return params
 
 
-def list_envs() -> dict[str, str]:
-    """Registered ids mapped to their one-line descriptions."""
+def list_envs(tag: str | Sequence[str] | None = None) -> dict[str, str]:
+    """Registered ids mapped to their one-line descriptions; with `tag` (one or several), only the
+    envs that carry every one of them. An unknown tag is a ValueError listing the known ones."""
     _load_plugins()
-    return {k: _REGISTRY[k].description for k in sorted(_REGISTRY)}
+    wanted = [tag] if isinstance(tag, str) else list(tag or ())
+    known = list_tags()
+    for t in wanted:
+        if t not in known:
+            close = difflib.get_close_matches(str(t), list(known), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"no environment has the tag {t!r}.{hint} Tags: "
+                             + ", ".join(f"{k} ({n})" for k, n in known.items()))
+    return {k: _REGISTRY[k].description for k in sorted(_REGISTRY) if set(wanted) <= set(_REGISTRY[k].tags)}
+
+
+def list_tags() -> dict[str, int]:
+    """Every tag of a registered env, with how many envs carry it (most common first)."""
+    _load_plugins()
+    counts: dict[str, int] = {}
+    for s in _REGISTRY.values():
+        for t in s.tags:
+            counts[t] = counts.get(t, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

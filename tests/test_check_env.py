@@ -21,13 +21,13 @@ from tests import faulty_envs as faulty
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:jericho")
 
 HAS_CHROMIUM = bool(shutil.which("chromium"))
-# Every MiniWoB task is the same env class on a different page, and one costs ~15 s here (each of the
-# checker's resets loads a page in Chromium): one task stands for the family.
+# Every MiniWoB task (and `miniwob-suite`) is the same env class on a different page, and one costs
+# ~15 s here (each of the checker's resets loads a page in Chromium): one task stands for the family.
 MINIWOB_SAMPLE = ("miniwob.click-button",)
 # The envs this package registers (not ones another test module or a plugin added meanwhile).
 BUILTIN = [i for i in envs.list_envs()
            if isinstance(envs.spec(i).entry_point, str) and envs.spec(i).entry_point.startswith("envs.")]
-ENV_IDS = [i for i in BUILTIN if not i.startswith("miniwob.") or i in MINIWOB_SAMPLE]
+ENV_IDS = [i for i in BUILTIN if not i.startswith("miniwob") or i in MINIWOB_SAMPLE]
 #: Small options for envs whose defaults build a lot (the contract does not depend on them).
 OPTIONS = {"webshop": {"num_products": 100, "num_goals": 60, "eval_goals": 10},
            "textworld": {"settings": {"level": 1}}}

@@ -20,10 +20,10 @@ def test_unknown_id_lists_known_ids_and_suggests():
 
 def test_unknown_ids_get_only_close_suggestions_and_a_family_says_what_it_has():
     with pytest.raises(UnknownEnvError) as err:
-        envs.make("miniwob.click-pie")
+        envs.make("miniwob.order-pizza")
     msg = str(err.value)
-    assert "Did you mean" not in msg and "click-widget'" not in msg  # not close: no suggestion
-    assert "no miniwob task 'click-pie' is registered" in msg
+    assert "Did you mean" not in msg and "order-food'" not in msg  # not close: no suggestion
+    assert "no miniwob task 'order-pizza' is registered" in msg
     assert "The registered miniwob tasks are: " in msg and "click-button, " in msg
     with pytest.raises(UnknownEnvError, match="no miniwob task 'click-buton'.*Did you mean 'miniwob.click-button'"):
         envs.make("miniwob.click-buton")
@@ -38,7 +38,7 @@ def test_unknown_ids_get_only_close_suggestions_and_a_family_says_what_it_has():
     with pytest.raises(ValueError, match="Did you mean click-button"):
         get_task("click-buton")
     with pytest.raises(ValueError) as err:
-        get_task("click-pie")
+        get_task("order-pizza")
     assert "Did you mean" not in str(err.value)
 
 

@@ -40,10 +40,10 @@ except Exception as _exc:  # test_readme.py reports a broken example; here it on
 README_ENVS = sorted(set(envs.list_envs()) - _before)
 
 HAS_CHROMIUM = bool(shutil.which("chromium"))
-# The action parser of MiniWoB is the same for every task: two tasks stand for the 23 (one with a
-# text field, for type(...)), so that a run with Chromium stays short.
+# The action parser of MiniWoB is the same for every task: two tasks stand for all of them and
+# miniwob-suite (one with a text field, for type(...)), so that a run with Chromium stays short.
 MINIWOB_SAMPLE = ("miniwob.click-button", "miniwob.enter-text")
-ENV_IDS = [i for i in envs.list_envs() if not i.startswith("miniwob.") or i in MINIWOB_SAMPLE]
+ENV_IDS = [i for i in envs.list_envs() if not i.startswith("miniwob") or i in MINIWOB_SAMPLE]
 #: Small options for envs whose defaults build a lot (the behaviour under test does not depend on them).
 OPTIONS = {"webshop": {"num_products": 100, "num_goals": 60, "eval_goals": 10},
            "textworld": {"settings": {"level": 1}}}
@@ -70,7 +70,7 @@ KNOWN: dict = {}  # (env id, case) -> why it is expected to fail, for cases not 
 
 
 def _needs_chromium(env_id: str) -> bool:
-    return env_id.startswith("miniwob.")
+    return env_id.startswith("miniwob")
 
 
 class _Running:
@@ -187,10 +187,11 @@ def test_miniwob_type_caps_the_text_in_the_env_itself(monkeypatch):
     except RuntimeError as exc:  # the miniwob package (task pages) is not installed
         pytest.skip(str(exc))
     keyboard = _FakeKeyboard()
-    page = type("Page", (), {"keyboard": keyboard})()
+    clock = type("Clock", (), {"run_for": lambda self, ms: None})()  # the stepped page clock: nothing to run
+    page = type("Page", (), {"keyboard": keyboard, "clock": clock})()
     state = PageState(utterance='Enter "Kasie" into the text field and press Submit.', done=False, reward=0.0,
                       raw_reward=0.0, reason="", elements=[], editable_focused=True)
-    monkeypatch.setattr(miniwob_env, "read_state", lambda page: state)
+    monkeypatch.setattr(miniwob_env, "read_state", lambda page, **options: state)
     monkeypatch.setattr(env, "_screenshot", lambda: np.zeros((210, 160, 3), np.uint8))
     env._page, env._state, env._over = page, state, False
 

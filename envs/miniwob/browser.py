@@ -68,10 +68,13 @@ class BrowserPool:
             return current
 
     def new_context(self, width: int, height: int) -> Any:
-        """A fresh, isolated context with only file:// requests allowed."""
+        """A fresh, isolated context with only file:// requests allowed.
+
+        Time zone and locale are fixed so that dates and times a page prints do not depend on the
+        machine it runs on."""
         browser = self.browser()
         context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1,
-                                      service_workers="block")
+                                      service_workers="block", timezone_id="UTC", locale="en-US")
         context.route(_is_remote, lambda route: route.abort("blockedbyclient"))
         return context
 

@@ -5,31 +5,58 @@ random generator (`Math.seedrandom`) so a seed always gives the same task, and s
 MiniWoB's own `core.startEpisodeReal()` does. The reward is the task's own score read from its
 globals: `WOB_RAW_REWARD_GLOBAL` (in [-1, 1]) by default, which is what the package's
 `get_raw_reward` returns; `reward="env"` gives `WOB_REWARD_GLOBAL`, the package's default, which
-scales success by the time left. The task's real-time limit (10 s in MiniWoB) is lifted, because
-a model's thinking time would otherwise decide the outcome and break seed determinism; `max_steps`
-bounds the episode instead.
+scales success by the time left.
+
+Time. MiniWoB pages run on the browser's clock: every task has a time limit (10 to 30 s, read
+from the page), and some animate or run in real time (catalog.py's `timing`). A model thinks for
+seconds between actions, so on the wall clock its latency would decide outcomes and a seed would
+not give the same episode twice. `clock="stepped"` (the default) therefore gives the page a
+virtual clock (Playwright's clock: Date, timers and animation frames): it starts at a fixed date
+and stands still while the agent thinks, and every action, `wait()` included, is followed by
+`step_ms` of page time, which runs the page's timers, animations and time limit. A task with a
+10 s limit thus allows 10 actions at the default 1000 ms, and an episode depends only on the seed
+and the actions. `clock="real"` runs the page on the wall clock, as the package does; the outcome
+of animated and real-time tasks then depends on wall time, which `info["wall_time_dependent"]`
+says. `time_limit=False` lifts the task's limit; `max_steps` (default: limit / step_ms) bounds
+the episode either way.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import io
+import math
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from envs.base import AgentEnv, image_anchor, observation_space
 from envs.miniwob.actions import Action, ActionError, parse_action, quote
 from envs.miniwob.browser import shared_pool
-from envs.miniwob.page import TASK_HEIGHT, TASK_WIDTH, PageState, read_state
-from envs.miniwob.tasks import get_task
+from envs.miniwob.page import TASK_HEIGHT, TASK_WIDTH, Element, PageState, read_state
+from envs.miniwob.suites import suite as suite_tasks
+from envs.miniwob.tasks import NoSolverError, Task, get_task
 
 VIEWPORT = (500, 320)  # the miniwob package's window size; the task area is its top-left 160x210
+CLOCKS = ("stepped", "real")
+#: Where the stepped clock starts: a fixed date, so pages that print or pick dates (date pickers,
+#: flight searches, a terminal's date) show the same thing every time; MiniWoB's dates are in 2016.
+CLOCK_START = datetime.datetime(2017, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+#: The stepped clock flows while the page loads (timers that jQuery and the pages set at load must
+#: fire); it then jumps here and stops, so every episode starts at the same page time.
+_LOAD_ALLOWANCE = datetime.timedelta(minutes=1)
+_SETTLE_MS = 50  # page time run after the episode starts: zero-delay timers and first frames
 _NO_TIME_LIMIT_MS = 2**31 - 1  # the largest delay setTimeout accepts (larger ones fire at once)
 _TYPE_CANDIDATES = 4  # type(...) actions offered to a random policy when a field has the focus
+_POINTER_CANDIDATES = 12  # drag(...) / move(...) actions offered to a random policy at most
+#: Points (page pixels, below the task's utterance) offered where the target is a point rather than
+#: an element (canvas and hover tasks) or where no element can be told apart (tic-tac-toe cells).
+_GRID = [(x, y) for y in (70, 110, 150, 190) for x in (20, 60, 100, 140)]
+DATA_MODES = ("default", "train", "test")
 
 
 def html_dir() -> Path:
@@ -48,10 +75,18 @@ class MiniWoBEnv(AgentEnv):
     """One MiniWoB++ task (`miniwob.<task>`); observations are a screenshot plus the utterance.
 
     task: a name from `envs.miniwob.tasks.TASK_NAMES`.
+    suite: instead of one task, a suite name (`envs.miniwob.SUITES`) or a list of task names; each
+        reset plays task number seed % len(suite) of it (env id `miniwob-suite`).
     scale: screenshot size factor over the 160x210 task area (2.0 gives 320x420).
     accessibility: append the page's accessibility tree (Playwright's aria snapshot) to the text.
-    max_steps: actions before the episode is truncated (default: the task's own).
+    clock: "stepped" (page time advances step_ms per action, deterministic) or "real" (wall clock).
+    step_ms: page milliseconds per action (and per wait() on the real clock); default: the
+        task's own (catalog.py; 250 for simon-says) or 1000.
+    time_limit: enforce the task's own time limit (in page time when stepped); False lifts it.
+    max_steps: actions before the episode is truncated (default: time limit / step_ms).
     reward: "raw" (the task's score) or "env" (score scaled by time left, MiniWoB's default).
+    data_mode: "default", "train" or "test": the task's data set, for the tasks that have two
+        (click-test-transfer, click-checkboxes-transfer, the natural-language email tasks).
     browsers: warm browsers this process keeps (shared by all MiniWoB envs of the process).
     reset_retries: extra attempts, each in a fresh context of a relaunched browser, when a reset fails.
     scroll_px: pixels one scroll action moves.
@@ -64,14 +99,33 @@ class MiniWoBEnv(AgentEnv):
     instructions = (
         "You control a web browser showing a small task page (the screenshot). Do what the task says. "
         "Actions: click(x, y) clicks pixel (x, y) of the screenshot; click(\"text\") clicks the visible "
-        "element with that text; type(\"text\") types into the focused field; press(\"Enter\") presses a "
-        "key; scroll(\"down\") or scroll(x, y, \"up\") scrolls.")
+        "element with that text; click(x, y, \"Shift\") clicks with a key held; type(\"text\") types into "
+        "the focused field; press(\"Enter\") presses a key; scroll(\"down\") or scroll(x, y, \"up\") scrolls; "
+        "move(x, y) moves the pointer there; drag(x1, y1, x2, y2) drags; wait() lets the page go on.")
 
-    def __init__(self, task: str = "click-button", scale: float = 1.0, accessibility: bool = False,
-                 max_steps: int | None = None, reward: str = "raw", browsers: int = 1,
-                 reset_retries: int = 2, scroll_px: int = 100, timeout_ms: int = 10_000,
-                 max_type_chars: int = 200, render_mode: str | None = None):
-        self.task = get_task(task)
+    def __init__(self, task: str | None = "click-button", suite: str | Sequence[str] | None = None,
+                 scale: float = 1.0, accessibility: bool = False, clock: str = "stepped",
+                 step_ms: int | None = None, time_limit: bool = True, max_steps: int | None = None,
+                 reward: str = "raw", data_mode: str = "default", browsers: int = 1, reset_retries: int = 2,
+                 scroll_px: int = 100, timeout_ms: int = 10_000, max_type_chars: int = 200,
+                 render_mode: str | None = None):
+        self._suite = _suite_tasks(task, suite)
+        self.task: Task = get_task(self._suite[0])
+        if clock not in CLOCKS:
+            raise ValueError(f"clock must be 'stepped' (page time advances step_ms per action, deterministic) "
+                             f"or 'real' (the wall clock, as the miniwob package runs); got {clock!r}")
+        self.clock = clock
+        if step_ms is not None and (isinstance(step_ms, bool) or not isinstance(step_ms, int)
+                                    or not 1 <= step_ms <= 60_000):
+            raise ValueError(f"step_ms must be an integer from 1 to 60000 (page milliseconds per action), "
+                             f"or None for the task's own; got {step_ms!r}")
+        self._step_ms_option = step_ms
+        if not isinstance(time_limit, bool):
+            raise ValueError(f"time_limit must be true (the task's own limit) or false (lifted); got {time_limit!r}")
+        self.time_limit = time_limit
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"max_steps must be a positive integer or None (time limit / step_ms); got {max_steps!r}")
+        self._max_steps_option = max_steps
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array' (the screenshot); got {render_mode!r}")
         self.render_mode = render_mode
@@ -84,13 +138,17 @@ class MiniWoBEnv(AgentEnv):
             raise ValueError(f"scale must be between 0.25 and 8, got {scale}")
         self.scale = float(scale)
         self.accessibility = accessibility
-        self.max_steps = max_steps or self.task.max_steps
         self.reward_kind = reward
+        if data_mode not in DATA_MODES:
+            raise ValueError(f"data_mode must be one of {', '.join(DATA_MODES)} (MiniWoB's set_data_mode); "
+                             f"got {data_mode!r}")
+        self.data_mode = data_mode
         self.browsers = browsers
         self.reset_retries = reset_retries
         self.scroll_px = scroll_px
         self.timeout_ms = timeout_ms
-        self.url = (html_dir() / f"{self.task.name}.html").as_uri()
+        self._pages = html_dir()
+        self._select(self.task)
         self.image_shape = (round(TASK_HEIGHT * self.scale), round(TASK_WIDTH * self.scale))
         self.observation_space = observation_space(image_shape=self.image_shape)
         self._context: Any = None
@@ -98,13 +156,29 @@ class MiniWoBEnv(AgentEnv):
         self._state: PageState | None = None
         self._steps = 0
         self._over = True
+        self.time_limit_ms = self.task.time_limit_ms  # the loaded page's own, once an episode runs
         self.reset_failures = 0  # failed reset attempts so far (each retried in a fresh context)
+
+    @classmethod
+    def validate_options(cls, **options: Any) -> None:
+        """Check option values without a browser (the constructor starts none): a config with a
+        bad suite or clock fails before training starts (envs.registry.check_options)."""
+        cls(**options)
+
+    def _select(self, task: Task) -> None:
+        """Make `task` the one the next episode plays (a suite switches task at each reset)."""
+        self.task = task
+        self.url = (self._pages / f"{task.name}.html").as_uri()
+        self.step_ms = self._step_ms_option or task.step_ms or 1000
+        self.max_steps = self._max_steps_option or math.ceil(task.time_limit_ms / self.step_ms)
 
     # ---------------------------------------------------------------- gymnasium API
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         page_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
+        if len(self._suite) > 1:
+            self._select(get_task(self._suite[page_seed % len(self._suite)]))
         last: Exception | None = None
         for _ in range(self.reset_retries + 1):
             try:
@@ -121,18 +195,25 @@ class MiniWoBEnv(AgentEnv):
             raise RuntimeError(f"MiniWoB {self.task.name}: reset failed {self.reset_retries + 1} times; "
                                f"last error: {last}") from last
         self._steps, self._over = 0, False
-        self._state = read_state(self._page)
+        self._state = self._read()
         return self._observe(""), self._info(valid=True, feedback="")
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
         if self._over or self._page is None:
             raise RuntimeError("the MiniWoB episode is over; call reset() before step()")
         self._steps += 1
-        try:
-            valid, feedback = self._perform(parse_action(action))
-        except ActionError as exc:
-            valid, feedback = False, str(exc)
-        self._state = state = read_state(self._page)
+        if self.clock == "real" and self._page.evaluate("WOB_DONE_GLOBAL"):
+            # the wall clock ran out the task's time while the agent thought: a click now would
+            # land on MiniWoB's START cover and begin another episode
+            valid, feedback = False, "the task's time limit ran out before this action (clock='real')"
+        else:
+            try:
+                valid, feedback = self._perform(parse_action(action))
+            except ActionError as exc:
+                valid, feedback = False, str(exc)
+            if self.clock == "stepped":
+                self._page.clock.run_for(self.step_ms)  # the action's share of page time
+        self._state = state = self._read()
         terminated = state.done
         truncated = not terminated and self._steps >= self.max_steps
         self._over = terminated or truncated
@@ -140,7 +221,10 @@ class MiniWoBEnv(AgentEnv):
         return self._observe(feedback), float(reward), terminated, truncated, self._info(valid, feedback)
 
     def expert_action(self) -> str:
-        """The task's scripted solver, reading the current page."""
+        """The task's scripted solver, reading the current page; NoSolverError (a NotImplementedError
+        naming the tasks that have one) where the task has none."""
+        if self.task.solver is None:
+            raise NoSolverError(self.task.name)
         if self._state is None or self._over:
             raise RuntimeError("no running episode: call reset() first")
         return self.task.solver(self._state, self.scale)
@@ -175,14 +259,22 @@ class MiniWoBEnv(AgentEnv):
         self._context = shared_pool(self.browsers).new_context(*VIEWPORT)
         page = self._context.new_page()
         page.set_default_timeout(self.timeout_ms)
+        if self.clock == "stepped":
+            page.clock.install(time=CLOCK_START)
         page.goto(self.url)
         # window.onload runs core.startEpisode(), which puts up the START cover: the page is ready
         page.wait_for_function("() => typeof core !== 'undefined' && core.cover_div !== null")
-        page.evaluate("""(seed) => {
+        if self.clock == "stepped":
+            page.clock.pause_at(CLOCK_START + _LOAD_ALLOWANCE)
+        self.time_limit_ms = int(page.evaluate("core.EPISODE_MAX_TIME"))  # as the task's page set it
+        page.evaluate("""([seed, limit, mode]) => {
             Math.seedrandom(String(seed));
-            core.EPISODE_MAX_TIME = %d;
+            core.EPISODE_MAX_TIME = limit;
+            WOB_DATA_MODE = mode;
             core.startEpisodeReal();
-        }""" % _NO_TIME_LIMIT_MS, seed)
+        }""", [seed, self.time_limit_ms if self.time_limit else _NO_TIME_LIMIT_MS, self.data_mode])
+        if self.clock == "stepped":
+            page.clock.run_for(_SETTLE_MS)
         page.wait_for_function("() => WOB_TASK_READY !== false")
         self._page = page
 
@@ -194,15 +286,37 @@ class MiniWoBEnv(AgentEnv):
                 pass
         self._context, self._page, self._state = None, None, None
 
+    def _read(self) -> PageState:
+        # under the stepped clock no animation frame comes unless the clock runs: it just did
+        return read_state(self._page, settle_frames=0 if self.clock == "stepped" else 2)
+
+    def _point(self, x: float, y: float) -> tuple[float, float] | None:
+        """Screenshot pixel (x, y) in page pixels, or None when it is outside the screenshot."""
+        px, py = x / self.scale, y / self.scale
+        return (px, py) if 0 <= px < TASK_WIDTH and 0 <= py < TASK_HEIGHT else None
+
+    def _outside(self, what: str) -> str:
+        return f"{what} is outside the {self.image_shape[1]}x{self.image_shape[0]} screenshot"
+
+    def _click(self, x: float, y: float, modifiers: tuple[str, ...]) -> None:
+        keyboard = self._page.keyboard
+        for key in modifiers:
+            keyboard.down(key)
+        self._page.mouse.click(x, y)
+        for key in reversed(modifiers):
+            keyboard.up(key)
+
     def _perform(self, action: Action) -> tuple[bool, str]:
         """Do `action` in the page; (valid, feedback) where feedback explains an invalid action."""
         page, state = self._page, self._state
-        if action.kind == "click_xy":
-            x, y = action.x / self.scale, action.y / self.scale
-            if not (0 <= x < TASK_WIDTH and 0 <= y < TASK_HEIGHT):
-                w, h = self.image_shape[1], self.image_shape[0]
-                return False, f"click({action.x:g}, {action.y:g}) is outside the {w}x{h} screenshot"
-            page.mouse.click(x, y)
+        if action.kind in ("click_xy", "move"):
+            point = self._point(action.x, action.y)
+            if point is None:
+                return False, self._outside(f"{action.kind.split('_')[0]}({action.x:g}, {action.y:g})")
+            if action.kind == "move":
+                page.mouse.move(*point)
+            else:
+                self._click(*point, action.modifiers)
             return True, ""
         if action.kind == "click_text":
             el = state.find_text(action.text)
@@ -210,7 +324,20 @@ class MiniWoBEnv(AgentEnv):
                 shown = ", ".join(quote(e.text) for e in state.elements if e.text)[:300]
                 return False, (f"no visible element has the text {quote(action.text)}; visible texts: "
                                f"{shown or '(none)'}; or click(x, y) a pixel of the screenshot")
-            page.mouse.click(el.x, el.y)
+            self._click(el.x, el.y, action.modifiers)
+            return True, ""
+        if action.kind == "drag":
+            start, end = self._point(action.x, action.y), self._point(action.x2, action.y2)
+            if start is None or end is None:
+                return False, self._outside(f"drag({action.x:g}, {action.y:g}, {action.x2:g}, {action.y2:g})")
+            page.mouse.move(*start)
+            page.mouse.down()
+            page.mouse.move(*end, steps=8)  # intermediate moves, as a hand makes: drag handlers want them
+            page.mouse.up()
+            return True, ""
+        if action.kind == "wait":
+            if self.clock == "real":
+                page.wait_for_timeout(self.step_ms)
             return True, ""
         if action.kind == "type":
             if len(action.text) > self.max_type_chars:
@@ -263,10 +390,21 @@ class MiniWoBEnv(AgentEnv):
         return self.make_info(
             won=done and state.raw_reward >= 1.0, valid_action=valid, task=f"{self.task.name}: {state.utterance}",
             admissible_actions=[] if self._over else self._admissible(state),
-            raw_reward=state.raw_reward if done else 0.0, reason=state.reason, feedback=feedback)
+            raw_reward=state.raw_reward if done else 0.0, reason=state.reason, feedback=feedback,
+            task_name=self.task.name, timing=self.task.timing, clock=self.clock, page_ms=round(state.elapsed_ms),
+            time_limit_ms=self.time_limit_ms if self.time_limit else None,
+            wall_time_dependent=self.wall_time_dependent)
+
+    @property
+    def wall_time_dependent(self) -> bool:
+        """Whether an episode's outcome can depend on wall time (how fast the agent acts): only on
+        the real clock, for a task that animates or runs in real time, or with a time limit or a
+        time-scaled reward."""
+        return self.clock == "real" and (self.task.timing != "static" or self.time_limit or self.reward_kind == "env")
 
     def _admissible(self, state: PageState) -> list[str]:
-        """Actions that do something sensible now: clicks on elements, typing, Enter, scrolling."""
+        """Actions that do something sensible now: clicks on elements, typing, Enter, scrolling, and
+        where the task calls for them clicks on a grid of points, drags, pointer moves and wait()."""
         actions: list[str] = []
         for el in state.elements:
             if el.text and len(el.text) <= 40 and state.find_text(el.text) is el:
@@ -278,7 +416,38 @@ class MiniWoBEnv(AgentEnv):
             actions += [f"type({quote(w)})" for w in words] + ['press("Backspace")', 'press("Enter")']
         if any(el.scroll is not None for el in state.elements):
             actions += ['scroll("down")', 'scroll("up")']
+        if not state.elements or self.task.kind in ("canvas", "hover"):
+            actions += [f"click({round(x * self.scale)}, {round(y * self.scale)})" for x, y in _GRID]
+        points = [self._pixel(el) for el in state.elements][:6]
+        if self.task.kind == "drag":  # from one element to another: boxes, items, handles, shapes
+            actions += [f"drag({a[0]}, {a[1]}, {b[0]}, {b[1]})" for a in points for b in points
+                        if a != b][:_POINTER_CANDIDATES]
+        if self.task.kind == "hover":
+            grid = [(round(x * self.scale), round(y * self.scale)) for x, y in _GRID]
+            actions += [f"move({x}, {y})" for x, y in (points + grid)[:_POINTER_CANDIDATES]]
+        if self.task.timing != "static":  # letting time pass is a move in its own right here
+            actions.append("wait()")
         return list(dict.fromkeys(actions))
+
+    def _pixel(self, el: Element) -> tuple[int, int]:
+        return round(el.x * self.scale), round(el.y * self.scale)
+
+
+def _suite_tasks(task: str | None, suite: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The task names an env plays: [task], or the suite's (a suite name or a list of names)."""
+    if suite is None:
+        if task is None:
+            raise ValueError("MiniWoBEnv needs a task (e.g. task='click-button') or a suite (e.g. suite='liu2018')")
+        return (task,)
+    if task is not None:
+        raise ValueError(f"give MiniWoBEnv a task or a suite, not both (task={task!r}, suite={suite!r}); "
+                         f"use task=None with a suite")
+    names = suite_tasks(suite) if isinstance(suite, str) else tuple(suite)
+    if not names:
+        raise ValueError("the suite is empty: give a suite name (envs.miniwob.SUITES) or a list of task names")
+    for name in names:
+        get_task(name)  # an unknown name fails here, with close names
+    return names
 
 
 def _typing_candidates(utterance: str) -> list[str]:

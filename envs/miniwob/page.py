@@ -19,6 +19,7 @@ async ([frames, W, H]) => {
   // let handlers, layout and paint settle before reading
   for (let i = 0; i < frames; i++) await new Promise(r => requestAnimationFrame(() => r()));
   const norm = s => (s || '').replace(/\\s+/g, ' ').trim();
+  const POINTS = [[.5, .5], [.25, .25], [.75, .25], [.25, .75], [.75, .75], [.1, .5], [.9, .5], [.5, .1], [.5, .9]];
   const outside = '#reward-display, #sync-task-cover, #click-canvas, #query, script, style, br';
   const controls = new Set(['INPUT', 'TEXTAREA', 'SELECT', 'BUTTON']);
   const labelled = new Set(['BUTTON', 'A', 'LABEL', 'OPTION', 'SUMMARY', 'H1', 'H2', 'H3', 'H4', 'LI']);
@@ -34,12 +35,18 @@ async ([frames, W, H]) => {
     }
     const r = el.getBoundingClientRect();
     if (r.width < 1 || r.height < 1) continue;
-    const x = r.left + r.width / 2, y = r.top + r.height / 2;
-    if (x < 0 || y < 0 || x >= W || y >= H) continue;
     const st = getComputedStyle(el);
     if (st.visibility !== 'visible' || st.display === 'none' || st.opacity === '0') continue;
-    const hit = document.elementFromPoint(x, y);
-    if (!hit || !(hit === el || el.contains(hit))) continue;  // covered, or clipped away
+    // where a click reaches it: the centre, else (partly covered by another element) the centre of
+    // a quarter or a point near an edge; none of them: covered, or clipped away
+    let x = null, y = null;
+    for (const [fx, fy] of POINTS) {
+      const px = r.left + r.width * fx, py = r.top + r.height * fy;
+      if (px < 0 || py < 0 || px >= W || py >= H) continue;
+      const hit = document.elementFromPoint(px, py);
+      if (hit && (hit === el || el.contains(hit))) { x = px; y = py; break; }
+    }
+    if (x === null) continue;
     let text = '';
     if (el.tagName === 'INPUT') text = ['button', 'submit', 'reset'].includes(el.type) ? el.value : '';
     else if (labelled.has(el.tagName) && !(el.tagName === 'LI' && el.children.length)) text = norm(el.innerText);
@@ -60,19 +67,24 @@ async ([frames, W, H]) => {
     });
     if (elements.length >= 80) break;
   }
+  // the natural-language email tasks return {utterance, fields} outside their test data mode
+  const utterance = core.getUtterance();
   const editable = !!active && active !== document.body && (active.isContentEditable ||
       active.tagName === 'TEXTAREA' || (active.tagName === 'INPUT' &&
       !['button', 'submit', 'reset', 'checkbox', 'radio', 'range', 'color', 'file', 'image'].includes(active.type)));
   return {done: !!WOB_DONE_GLOBAL, reward: +WOB_REWARD_GLOBAL, raw: +WOB_RAW_REWARD_GLOBAL,
-          reason: WOB_REWARD_REASON === null ? '' : String(WOB_REWARD_REASON),
-          utterance: core.getUtterance(), elements, shapes, editable};
+          reason: WOB_REWARD_REASON == null ? '' : String(WOB_REWARD_REASON),  // null or undefined
+          utterance: typeof utterance === 'object' && utterance !== null ? String(utterance.utterance) : String(utterance),
+          elements, shapes, editable,
+          elapsed: core.ept0 === null ? 0 : Date.now() - core.ept0};
 }
 """
 
 
 @dataclass(frozen=True)
 class Element:
-    """A visible element a mouse can reach; (x, y) is its centre in page (CSS) pixels."""
+    """A visible element a mouse can reach; (x, y) is where a click reaches it, in page (CSS)
+    pixels: its centre, or where another element covers that, a visible point of it."""
 
     tag: str
     text: str
@@ -104,6 +116,7 @@ class PageState:
     elements: tuple[Element, ...] = ()
     shapes: tuple[dict[str, str], ...] = field(default_factory=tuple)
     editable_focused: bool = False
+    elapsed_ms: float = 0.0  # page time since the episode started (the page's own clock)
 
     def find_text(self, text: str) -> Element | None:
         """The first element whose text is `text` (whitespace-normalised; then ignoring case)."""
@@ -116,10 +129,14 @@ class PageState:
 
 
 def read_state(page: Any, settle_frames: int = 2) -> PageState:
-    """Scan the page (after `settle_frames` animation frames) into a `PageState`."""
+    """Scan the page (after `settle_frames` animation frames) into a `PageState`.
+
+    Under a paused page clock no animation frame comes: pass settle_frames=0 there (the env has
+    already run the clock forward)."""
     raw = page.evaluate(_SCAN_JS, [settle_frames, TASK_WIDTH, TASK_HEIGHT])
     elements = tuple(Element(**{**e, "scroll": tuple(e["scroll"]) if e["scroll"] else None})
                      for e in raw["elements"])
     return PageState(done=raw["done"], reward=float(raw["reward"]), raw_reward=float(raw["raw"]),
                      reason=raw["reason"], utterance=raw["utterance"], elements=elements,
-                     shapes=tuple(raw["shapes"]), editable_focused=raw["editable"])
+                     shapes=tuple(raw["shapes"]), editable_focused=raw["editable"],
+                     elapsed_ms=float(raw["elapsed"]))

@@ -1,31 +1,28 @@
-"""The MiniWoB++ tasks groupwise registers, and a scripted solver for each.
+"""The MiniWoB++ tasks groupwise registers (every page of the package, see catalog.py) and the
+scripted solvers of 23 of them.
 
 A solver reads only the page (the utterance and the visible elements, as an agent could) and
 returns the next action; being stateless, it recovers from any state a noisy expert leaves behind.
-Tasks were picked to span single clicks, typing, forms, multi-step navigation and scrolling, among
-those whose outcome depends only on the seed (no real-time animation or drag and drop).
+The solved tasks span single clicks, typing, forms, multi-step navigation and scrolling, among
+those whose outcome depends only on the seed; the other tasks have no solver, and
+`MiniWoBEnv.expert_action()` says so (`NoSolverError`).
 
 This module imports no browser code, so the registry can list the tasks cheaply.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 from envs.miniwob.actions import quote
+from envs.miniwob.catalog import CATALOG, Task
 from envs.miniwob.page import Element, PageState
 
 Solver = Callable[[PageState, float], str]
 
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    kind: str  # click | type | form | multi-step | scroll
-    solver: Solver
-    max_steps: int = 10
+__all__ = ["NoMove", "NoSolverError", "SOLVED_TASKS", "TASKS", "TASK_NAMES", "Task", "get_task"]
 
 
 class NoMove(RuntimeError):
@@ -235,33 +232,47 @@ def solve_scroll_text_2(s: PageState, k: float) -> str:
     return click(_button(s, "Submit"), s, k)
 
 
-TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("click-button", "click", solve_click_button),
-    Task("click-link", "click", solve_click_link),
-    Task("click-dialog", "click", solve_click_dialog),
-    Task("click-dialog-2", "click", solve_click_dialog_2),
-    Task("click-tab", "click", solve_click_tab),
-    Task("click-test", "click", solve_click_test),
-    Task("click-test-2", "click", solve_click_test_2),
-    Task("click-widget", "click", solve_click_widget),
-    Task("focus-text", "click", solve_focus_text),
-    Task("focus-text-2", "click", solve_focus_text_2),
-    Task("identify-shape", "click", solve_identify_shape),
-    Task("enter-text", "type", solve_enter_text),
-    Task("enter-text-2", "type", solve_enter_text_2),
-    Task("enter-text-dynamic", "type", solve_enter_text),
-    Task("enter-password", "form", solve_enter_password),
-    Task("login-user", "form", solve_login_user),
-    Task("click-checkboxes", "form", solve_click_checkboxes, max_steps=12),
-    Task("click-option", "form", solve_click_option),
-    Task("click-button-sequence", "multi-step", solve_click_button_sequence),
-    Task("click-tab-2", "multi-step", solve_click_tab_2),
-    Task("click-collapsible-nodelay", "multi-step", solve_click_collapsible),
-    Task("navigate-tree", "multi-step", solve_navigate_tree, max_steps=15),
-    Task("scroll-text-2", "scroll", solve_scroll_text_2, max_steps=15),
-]}
+#: The scripted solvers, by task name.
+SOLVERS: dict[str, Solver] = {
+    "click-button": solve_click_button,
+    "click-link": solve_click_link,
+    "click-dialog": solve_click_dialog,
+    "click-dialog-2": solve_click_dialog_2,
+    "click-tab": solve_click_tab,
+    "click-test": solve_click_test,
+    "click-test-2": solve_click_test_2,
+    "click-widget": solve_click_widget,
+    "focus-text": solve_focus_text,
+    "focus-text-2": solve_focus_text_2,
+    "identify-shape": solve_identify_shape,
+    "enter-text": solve_enter_text,
+    "enter-text-2": solve_enter_text_2,
+    "enter-text-dynamic": solve_enter_text,
+    "enter-password": solve_enter_password,
+    "login-user": solve_login_user,
+    "click-checkboxes": solve_click_checkboxes,
+    "click-option": solve_click_option,
+    "click-button-sequence": solve_click_button_sequence,
+    "click-tab-2": solve_click_tab_2,
+    "click-collapsible-nodelay": solve_click_collapsible,
+    "navigate-tree": solve_navigate_tree,
+    "scroll-text-2": solve_scroll_text_2,
+}
 
+#: Every task of the catalogue, with its solver where there is one.
+TASKS: dict[str, Task] = {name: dataclasses.replace(t, solver=SOLVERS.get(name)) for name, t in CATALOG.items()}
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+#: The tasks with a scripted solver.
+SOLVED_TASKS: tuple[str, ...] = tuple(name for name in TASK_NAMES if TASKS[name].solver is not None)
+
+
+class NoSolverError(NotImplementedError):
+    """`expert_action()` on a task without a scripted solver (NotImplementedError: "no expert here")."""
+
+    def __init__(self, task: str):
+        super().__init__(f"MiniWoB task {task!r} has no scripted solver, so expert_action() has no move to "
+                         f"give. Tasks with solvers ({len(SOLVED_TASKS)}): {', '.join(SOLVED_TASKS)}; "
+                         f"or use another policy (random, a model) on {task!r}.")
 
 
 def get_task(name: str) -> Task:
