@@ -271,12 +271,17 @@ def _named_errors(root: type) -> Iterator[None]:
         raise ConfigError(f"missing required config key '{exc.full_key}'") from None
     except OmegaConfBaseException as exc:
         key = str(getattr(exc, "full_key", "") or "")
-        msg = str(getattr(exc, "msg", exc)).splitlines()[0]
         try:
-            expected = f" ({key} holds {_type_name(_field_type(root, key.split('[')[0].split('.')))})"
+            tp = _strip_optional(_field_type(root, key.split("[")[0].split(".")))
         except ConfigError:
-            expected = ""
-        raise ConfigError(f"{key or 'config'}: {msg}{expected}") from None
+            tp = None
+        if not hasattr(exc, "value") or tp is None or key.endswith("]"):
+            raise ConfigError(f"{key or 'config'}: {str(getattr(exc, 'msg', exc)).splitlines()[0]}") from None
+        value = exc.value
+        if get_origin(tp) is Literal:
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of "
+                              f"{', '.join(repr(a) for a in get_args(tp))}") from None
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})") from None
 
 
 def _value(text: str, tp: Any) -> Any:

@@ -82,7 +82,7 @@ def test_coercion_of_cli_values():
         "env_kwargs={size: 6}", "algo.gigpo={gamma: 0.9}",
     ])
     assert cfg.train.steps == 1000 and isinstance(cfg.train.steps, int)
-    with pytest.raises(ConfigError, match=r"train\.steps.*1000\.0.*holds int"):  # OmegaConf keeps floats out of ints
+    with pytest.raises(ConfigError, match=r"train\.steps: expected int, got 1000\.0"):  # OmegaConf keeps floats out of ints
         apply_overrides(Cfg(), ["train.steps=1e3"])
     assert cfg.train.bf16 is False
     assert cfg.train.seed == 3
@@ -124,7 +124,7 @@ def test_wrong_type_names_key_type_and_value():
         apply_overrides(Cfg(), ["train.steps=many"])
     msg = str(e.value)
     assert "train.steps" in msg and "int" in msg and "'many'" in msg
-    with pytest.raises(ConfigError, match="train.lr.*True.*holds float"):
+    with pytest.raises(ConfigError, match="train.lr.*float.*True"):
         from_dict(Cfg, {"train": {"lr": True}})
     with pytest.raises(ConfigError, match="algo.clip"):
         apply_overrides(Cfg(), ["algo.clip=[0.1]"])

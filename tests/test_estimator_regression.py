@@ -35,7 +35,7 @@ def test_three_iterations_match_the_recording(name):
     import json
 
     recorded = json.loads(RECORD.read_text())[name]
-    now = run_isolated(name)  # a fresh process: earlier tests' state once moved IGPO's figures by ~5e-6
+    now = run_isolated(name)  # in a fresh process
     pairs = [translate(r, n) for r, n in zip(recorded, now)]
     assert len(recorded) == len(now)
     assert differences([p[0] for p in pairs], [p[1] for p in pairs]) == []
