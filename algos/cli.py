@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # `groupwise envs | head`: the reader has gone, so nothing is left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's exit flush stays quiet
+        return 0
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="groupwise", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -17,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--tag", action="append", default=[], metavar="TAG",
                    help="only envs with this tag (repeat: all of them), e.g. --tag miniwob --tag real-time")
     e.add_argument("--tags", action="store_true", help="list the tags with how many envs carry each")
+    es = sub.add_parser("estimators", help="the registered advantage estimators with their options (a Markdown table)")
+    es.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                    help="import a .py file or module that registers an estimator first; repeatable")
 
     p = sub.add_parser("play", help="play an environment yourself in the terminal")
     p.add_argument("env")
@@ -113,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_model_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    commands = {"envs": cmd_envs, "play": cmd_play, "rollout": cmd_rollout, "eval": cmd_eval,
+    commands = {"envs": cmd_envs, "estimators": cmd_estimators, "play": cmd_play, "rollout": cmd_rollout, "eval": cmd_eval,
                 "tiny-model": cmd_tiny_model, "view": cmd_view}
     from agents.openai_backend import OpenAIBackendError
 
@@ -176,6 +188,16 @@ def parse_kv(items: Sequence[str]) -> dict[str, Any]:
             raise SystemExit(f"error: expected KEY=VALUE, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def cmd_estimators(args: argparse.Namespace) -> int:
+    from algos.registry import options_table
+    from algos.train import load_plugin
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    print(options_table())
+    return 0
 
 
 def cmd_envs(args: argparse.Namespace) -> int:

@@ -261,9 +261,3 @@ def _needs(spec: EstimatorSpec) -> list[str]:
         out.append("a critic, trained alongside")
     out += [f"`algo.{spec.name}.{k}` = `{v}` (null follows it)" for k, v in spec.follows.items()]
     return out
-
-
-if __name__ == "__main__":  # run as a script this file is a second copy: print the imported registry's table
-    from algos import registry
-
-    print(registry.options_table())

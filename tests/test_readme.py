@@ -56,11 +56,14 @@ def test_the_tour_names_files_that_exist():
     assert not missing, f"the README tour names paths that do not exist: {missing}"
 
 
-def test_the_estimator_table_is_the_registry():
+def test_the_estimator_table_is_the_registry(capsys):
+    from algos.cli import main
     from algos.registry import estimator, list_estimators, options_table
 
     built_in = [n for n in list_estimators() if (estimator(n).fn.__module__ or "").startswith("algos.")]
-    assert options_table(built_in) in README, "README's estimator table is stale: paste `python -m algos.registry`"
+    assert options_table(built_in) in README, "README's estimator table is stale: paste `groupwise estimators`"
+    assert main(["estimators"]) == 0
+    assert options_table(built_in) in capsys.readouterr().out
 
 
 def test_the_add_your_own_estimator_example_trains_through_the_cli(tmp_path):
