@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 
@@ -13,3 +14,13 @@ def tiny_model_dir(tmp_path_factory):
     from agents.tiny import ensure_tiny_model, env_corpus
 
     return ensure_tiny_model(tmp_path_factory.mktemp("tiny-sokoban") / "model", env_corpus("sokoban", episodes=8))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_miniwob_browsers():
+    """A test module that played MiniWoB in this process closes its browsers: Playwright's sync API
+    leaves an event loop running in the main thread until then, which breaks later modules'
+    asyncio.run and their own Playwright (WebShop's browser, the viewer's test)."""
+    yield
+    if "envs.miniwob.browser" in sys.modules:
+        sys.modules["envs.miniwob.browser"].close_shared_pool()

@@ -211,3 +211,24 @@ def test_a_button_mostly_covered_by_another_is_still_clicked_by_its_text():
         assert terminated and reward == 1.0
     finally:
         env.close()
+
+
+def test_closing_the_shared_pool_frees_the_thread_for_asyncio():
+    import asyncio
+
+    from envs.miniwob.browser import close_shared_pool
+
+    async def one():
+        return 1
+
+    env = envs.make("miniwob.click-test")
+    try:
+        env.reset(seed=0)
+    finally:
+        env.close()
+    pending = one()
+    with pytest.raises(RuntimeError, match="running event loop"):  # Playwright's sync loop still runs here
+        asyncio.run(pending)
+    pending.close()
+    close_shared_pool()
+    assert asyncio.run(one()) == 1

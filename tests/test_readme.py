@@ -63,7 +63,8 @@ def test_the_estimator_table_is_the_registry(capsys):
     built_in = [n for n in list_estimators() if (estimator(n).fn.__module__ or "").startswith("algos.")]
     assert options_table(built_in) in README, "README's estimator table is stale: paste `groupwise estimators`"
     assert main(["estimators"]) == 0
-    assert options_table(built_in) in capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()  # every registered estimator: tests may have added some
+    assert all(row in printed for row in options_table(built_in).splitlines())
 
 
 def test_the_add_your_own_estimator_example_trains_through_the_cli(tmp_path):

@@ -131,6 +131,17 @@ def shared_pool(size: int = 1) -> BrowserPool:
         return pool
 
 
+def close_shared_pool() -> None:
+    """Close this process's shared pool if one is running (the next `shared_pool()` starts anew).
+
+    Playwright's sync API keeps an event loop running in the thread that started it, so until
+    the pool is closed, that thread can neither `asyncio.run` nor start another sync Playwright."""
+    with _ENV_LOCK:
+        pool = _shared.pop("pool", None)
+    if pool is not None:
+        pool.close()
+
+
 def _is_remote(url: str) -> bool:
     return not url.startswith(("file:", "data:", "about:"))
 
