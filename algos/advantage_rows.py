@@ -44,14 +44,15 @@ def healthy_steps(trajectories: list[Trajectory]) -> list[StepRecord]:
 class ScoredBatch:
     """A batch as the estimator saw it: the healthy trajectories' steps in row order, their
     StepTable (None when there are no steps), the advantages and the estimator's other per-row
-    columns ("clip", "return"). The trainer builds its rows from it and saves it
-    (algos/saved_rollouts.py) as it is."""
+    columns ("clip", "return"), with the options it ran with. The trainer builds its rows from it
+    and saves it (algos/saved_rollouts.py) as it is."""
 
     steps: list[StepRecord]
     table: StepTable | None
     advantages: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     values: Any = None  # the critic's value per row, when the estimator learns one
+    options: Any = None  # the estimator's options object (estimator_options), None for an empty batch
 
 
 def score_batch(trajectories: list[Trajectory], cfg: TrainConfig, values: Any = None) -> ScoredBatch:
@@ -64,7 +65,7 @@ def score_batch(trajectories: list[Trajectory], cfg: TrainConfig, values: Any = 
     spec, opt = cfg.algo.estimator(), estimator_options(cfg)
     columns = run_estimator(spec.name, table, opt)
     adv = columns.pop("advantage")
-    return ScoredBatch(steps, table, adv, columns, values)
+    return ScoredBatch(steps, table, adv, columns, values, opt)
 
 
 def rows_from_scored(batch: ScoredBatch, cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
@@ -78,13 +79,13 @@ def rows_from_scored(batch: ScoredBatch, cfg: TrainConfig) -> tuple[list[Row], d
     for k, (s, a) in enumerate(zip(batch.steps, batch.advantages)):
         if not s.response_ids or np.isnan(a):
             continue
-        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": None if batch.values is None else float(batch.values[k])}
+        value = None if batch.values is None else float(batch.values[k])
+        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": value}
         if any(isinstance(m.get("content"), list) for m in s.messages):  # a chat with images (VLM step)
             meta["chat"] = s.messages
         meta.update({name: float(col[k]) for name, col in batch.columns.items()})
         rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
-    spec = cfg.algo.estimator()
-    return rows, estimator_diagnostics(spec.name, batch.table, batch.advantages, estimator_options(cfg))
+    return rows, estimator_diagnostics(cfg.algo.estimator().name, batch.table, batch.advantages, batch.options)
 
 
 def rows_with_advantages(trajectories: list[Trajectory], cfg: TrainConfig,

@@ -36,6 +36,7 @@ import types
 from pathlib import Path
 from typing import Any, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -124,19 +125,15 @@ def check_ranges(cfg: Any, prefix: str = "") -> None:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of a dataclass config (tuples become lists so YAML stays portable)."""
-    def lists(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: lists(x) for k, x in v.items()}
-        return [lists(x) for x in v] if isinstance(v, (list, tuple)) else v
-    return lists(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    return _lists(OmegaConf.to_container(OmegaConf.structured(cfg)))
 
 
 def show_value(value: Any) -> str:
-    """A config value as YAML and the command line write it: null, true/false, [1, 2]."""
+    """A config value as the command line writes it: null, true/false, [1, 2], {a: 1}."""
     if dataclasses.is_dataclass(value):
         value = to_dict(value)
     if isinstance(value, (list, tuple, dict)):
-        return OmegaConf.to_yaml({"v": value}).strip().removeprefix("v:").strip() if value else str(value)
+        return yaml.safe_dump(_lists(value), default_flow_style=True, width=10**6).strip()
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -254,6 +251,13 @@ def build_config(cls: type[T], path: str | None, overrides: list[str]) -> T:
 
 
 # --- internals ---------------------------------------------------------------------------------
+
+def _lists(v: Any) -> Any:
+    """`v` with every tuple inside it a list (OmegaConf 2.4 keeps tuples; YAML and JSON want lists)."""
+    if isinstance(v, dict):
+        return {k: _lists(x) for k, x in v.items()}
+    return [_lists(x) for x in v] if isinstance(v, (list, tuple)) else v
+
 
 def _build(cls: type[T], conf: Any) -> T:
     """The dataclass of an OmegaConf config, its ranges checked."""

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from agents.records import Trajectory, write_jsonl
-from algos.advantage_rows import ScoredBatch, estimator_options
+from algos.advantage_rows import ScoredBatch
 from algos.registry import advantage_terms, step_groups
 from algos.train_config import TrainConfig
 
@@ -71,9 +71,8 @@ def save_rollouts(out_dir: str | Path, iteration: int, trajectories: list[Trajec
     terms: dict[str, np.ndarray] = {}
     groups = np.full(n, -1, dtype=np.int64)
     if scored.table is not None:
-        opt = estimator_options(cfg)
-        terms = advantage_terms(spec.name, scored.table, opt)
-        groups = step_groups(spec.name, scored.table, opt)
+        terms = advantage_terms(spec.name, scored.table, scored.options)
+        groups = step_groups(spec.name, scored.table, scored.options)
     default_clip = [cfg.loss.clip_low, cfg.loss.clip_high]
     row_of = {id(s): k for k, s in enumerate(scored.steps)}
     lines = []

@@ -41,8 +41,8 @@ import torch
 from algos import distributed as dist
 from algos.checkpoint import (CheckpointError, load_latest, restore_rng_state, save_checkpoint,
                               write_json_atomic)
-from algos.config import (ConfigError, apply_overrides, build_config, cli_parser, field_docs, from_dict, parse_args, save_yaml,
-                          show_value, to_dict)
+from algos.config import (ConfigError, apply_overrides, build_config, cli_parser, field_docs, from_dict, parse_args,
+                          save_yaml, show_value, to_dict)
 from algos.logger import MetricsLogger, NullLogger, plot_curves, read_jsonl
 from algos.saved_rollouts import read_rollouts, rollouts_due, save_rollouts
 from algos.task_sets import SeedsFile, eval_env_options, sft_task_seeds
@@ -74,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.model is not None and not args.model.strip():  # e.g. a `$(python -c ...)` that failed
             raise ConfigError("--model got an empty path; pass a model folder, a .gguf file or a folder holding one "
                               "(such as a pip package's), or leave --model out to train the tiny model")
-        overrides = args.overrides + [f"model.path={args.model}"] * bool(args.model) + [f"out_dir={args.out}"] * bool(args.out)
+        overrides = list(args.overrides)
+        if args.model:
+            overrides.append(f"model.path={args.model}")
+        if args.out:
+            overrides.append(f"out_dir={args.out}")
         cfg = build_config(TrainConfig, args.config, overrides)
         # a resumed run takes some of the overrides (RESUME_KEYS)
         summary = train(cfg, resume=args.resume, overrides=overrides)
@@ -262,8 +266,9 @@ def _lookup(d: dict[str, Any], key: str) -> Any:
 
 
 def option_lines(cfg: Any, prefix: str = "") -> list[str]:
-    """`key=default  doc` for every leaf field of `cfg` (algos.config.field_docs: help metadata, as
-    the estimators' options carry, or the `#:` comments of algos/train_config.py)."""
+    """`key=default` for every leaf field of `cfg`, each followed by its doc wrapped and indented
+    (algos.config.field_docs: help metadata, as the estimators' options carry, or the `#:`
+    comments of algos/train_config.py)."""
     import dataclasses
 
     out, docs = [], field_docs(type(cfg))
@@ -274,7 +279,8 @@ def option_lines(cfg: Any, prefix: str = "") -> list[str]:
             continue
         out.append(f"{key}={show_value(value)}")
         if f.name in docs:
-            out += textwrap.wrap(docs[f.name], 96, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+            out += textwrap.wrap(docs[f.name], 96, initial_indent="    ", subsequent_indent="    ",
+                                 break_on_hyphens=False)
     return out
 
 

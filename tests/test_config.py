@@ -6,7 +6,7 @@ from typing import Literal, Optional
 import pytest
 
 from algos.config import (ConfigError, apply_overrides, from_dict, load_yaml, parse_cli, save_yaml,
-                          to_dict, valid_keys)
+                          show_value, to_dict, valid_keys)
 
 
 @dataclass
@@ -58,6 +58,9 @@ def test_defaults_and_dict_round_trip():
     d = to_dict(cfg)
     assert d["algo"]["clip"] == [0.2, 0.28]  # tuples become lists for YAML
     assert from_dict(Cfg, d) == cfg
+    # values as the command line writes them (--help, the README's estimator table)
+    assert [show_value(v) for v in ([1, 2], (0.2, 0.28), {"size": 6}, [], None, True)] == \
+        ["[1, 2]", "[0.2, 0.28]", "{size: 6}", "[]", "null", "true"]
 
 
 def test_overrides_from_the_brief():
