@@ -139,7 +139,10 @@ def train(cfg: TrainConfig, resume: bool = False, overrides: Sequence[str] = ())
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     try:
-        return _train(cfg, resume, overrides)
+        summary = _train(cfg, resume, overrides)
+        if started:  # no rank closes its connections while a peer's last collective is in flight
+            dist.barrier()
+        return summary
     finally:
         if started:
             dist.teardown()
