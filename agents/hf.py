@@ -214,15 +214,6 @@ class HFPolicy:
             pixels.append(mm)
         return prompts, pixels
 
-    def pixel_inputs(self, messages: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """The pixel inputs of a recorded chat ({} for text chats or text models): what training feeds
-        the forward pass along with the step's prompt ids."""
-        if not self.is_vlm:
-            return {}
-        from .vlm import encode_chat
-
-        return encode_chat(self.processor, messages)[1]
-
     def _forward(self, ids, attn, pos, cache, keep_last: bool = True, **extra):
         kw = {self._cache_kw: cache}
         out = self.model(
@@ -248,6 +239,8 @@ class HFPolicy:
         for start in range(0, len(prompts), self.batch_size):
             chunk = slice(start, start + self.batch_size)
             results.extend(self.generate_from_ids(prompts[chunk], sampling, gen, pixel_inputs=pixels[chunk]))
+        for g, mm in zip(results, pixels):  # training feeds these back: the images are processed once
+            g.pixel_inputs = mm
         return results
 
     def __call__(self, requests, sampling=None):

@@ -37,6 +37,9 @@ class Generation:
     logprobs: list[float] = field(default_factory=list)
     #: True when generation stopped at max_new_tokens rather than EOS or a stop string.
     truncated: bool = False
+    #: VLM policies: the prompt's processed images ({"pixel_values", "image_grid_thw"}) that the
+    #: forward pass took with `prompt_ids`; {} for text prompts. Training reuses them as they are.
+    pixel_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @runtime_checkable

@@ -48,8 +48,9 @@ class StepRecord:
     probe: float | None = None
     #: Named sub-rewards of the step (info["reward_components"]) for multi-reward estimators (GDPO).
     components: dict[str, float] | None = None
-    #: The critic's value of the pre-action state, filled in by the trainer for GAE.
-    value: float | None = None
+    #: VLM steps: the processed images the policy generated from (Generation.pixel_inputs), which
+    #: training feeds back with `prompt_ids`. Held in memory only: JSON keeps the frames instead.
+    pixel_inputs: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Trajectory:
     truncated: bool = False
     error: str | None = None  # set when the env failed (raised, hung, its worker died)
     task: str = ""
+    rank: int = 0  # the process of a distributed run that played it (holds its chats and pixels)
 
     @property
     def length(self) -> int:
@@ -75,7 +77,7 @@ class Trajectory:
             s.episode_return = self.episode_return
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self, dict_factory=_without_pixels)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Trajectory":
@@ -146,6 +148,10 @@ def read_jsonl(path: str | Path) -> list[Trajectory]:
 
 
 _PNG_URI = "data:image/png;base64,"
+
+
+def _without_pixels(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v for k, v in items if k != "pixel_inputs"}
 
 
 def _jsonable(obj: Any) -> Any:

@@ -260,7 +260,7 @@ class _Play:
             observation=self.observations[i]["text"], done=bool(terminated or truncated),
             truncated_response=gen.truncated,
             info={k: info[k] for k in _KEPT_INFO if k in info},
-            probe=d.probe, components=_components(info),
+            probe=d.probe, components=_components(info), pixel_inputs=gen.pixel_inputs or None,
         ))
         self.observations[i], self.infos[i] = obs, info
         if terminated or truncated:

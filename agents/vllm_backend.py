@@ -174,9 +174,6 @@ class VLLMPolicy:
     def encode_prompt(self, request: Request) -> list[int]:
         return self.trainer.encode_prompt(request)
 
-    def pixel_inputs(self, messages: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {}
-
     def logprobs(self, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
         return self.trainer.logprobs(*args, **kwargs)
 

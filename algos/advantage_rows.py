@@ -40,6 +40,11 @@ def healthy_steps(trajectories: list[Trajectory]) -> list[StepRecord]:
     return [s for t in trajectories if t.error is None for s in t.steps]
 
 
+def step_ranks(trajectories: list[Trajectory]) -> np.ndarray:
+    """The process that played each of `healthy_steps(trajectories)` (all 0 in one process)."""
+    return np.array([t.rank for t in trajectories if t.error is None for _ in t.steps], dtype=np.int64)
+
+
 @dataclass
 class ScoredBatch:
     """A batch as the estimator saw it: the healthy trajectories' steps in row order, their
@@ -53,6 +58,7 @@ class ScoredBatch:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     values: Any = None  # the critic's value per row, when the estimator learns one
     options: Any = None  # the estimator's options object (estimator_options), None for an empty batch
+    ranks: np.ndarray | None = None  # the process that played each row (distributed runs)
 
 
 def score_batch(trajectories: list[Trajectory], cfg: TrainConfig, values: Any = None) -> ScoredBatch:
@@ -65,11 +71,12 @@ def score_batch(trajectories: list[Trajectory], cfg: TrainConfig, values: Any = 
     spec, opt = cfg.algo.estimator(), estimator_options(cfg)
     columns = run_estimator(spec.name, table, opt)
     adv = columns.pop("advantage")
-    return ScoredBatch(steps, table, adv, columns, values, opt)
+    return ScoredBatch(steps, table, adv, columns, values, opt, step_ranks(trajectories))
 
 
-def rows_from_scored(batch: ScoredBatch, cfg: TrainConfig) -> tuple[list[Row], dict[str, float]]:
-    """Per-step rows carrying their advantage, and the estimator's diagnostics.
+def rows_from_scored(batch: ScoredBatch, cfg: TrainConfig, rank: int = 0) -> tuple[list[Row], dict[str, float]]:
+    """Per-step rows carrying their advantage, and the estimator's diagnostics. `rank`: this
+    process in a distributed run; rows another rank played are marked not local.
 
     Rows whose advantage is NaN are the estimator's way of leaving a row out (MC-GRPO's pivot).
     """
@@ -79,12 +86,11 @@ def rows_from_scored(batch: ScoredBatch, cfg: TrainConfig) -> tuple[list[Row], d
     for k, (s, a) in enumerate(zip(batch.steps, batch.advantages)):
         if not s.response_ids or np.isnan(a):
             continue
-        value = None if batch.values is None else float(batch.values[k])
-        meta = {"rollout_logprobs": s.logprobs, "turn": s.turn, "value": value}
-        if any(isinstance(m.get("content"), list) for m in s.messages):  # a chat with images (VLM step)
-            meta["chat"] = s.messages
-        meta.update({name: float(col[k]) for name, col in batch.columns.items()})
-        rows.append(Row(s.prompt_ids, s.response_ids, float(a), meta=meta))
+        rows.append(Row(
+            s.prompt_ids, s.response_ids, float(a), turn=s.turn, rollout_logprobs=s.logprobs,
+            value=None if batch.values is None else float(batch.values[k]),
+            columns={name: float(col[k]) for name, col in batch.columns.items()},
+            local=batch.ranks is None or int(batch.ranks[k]) == rank, pixel_inputs=s.pixel_inputs or {}))
     return rows, estimator_diagnostics(cfg.algo.estimator().name, batch.table, batch.advantages, batch.options)
 
 

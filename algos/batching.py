@@ -11,55 +11,37 @@ import torch
 
 @dataclass
 class Row:
+    """One agent step as the loss reads it. The trainer builds rows from a scored batch
+    (algos/advantage_rows.py); SFT and benchmarks build them from token ids alone."""
+
     prompt_ids: list[int]
     response_ids: list[int]
     advantage: float = 0.0
+    turn: int = 0  # the step's turn in its episode (EPO keeps an entropy history per turn)
+    #: the sampler's log-probs of response_ids, reused when rl.recompute_old_logprobs=false
+    rollout_logprobs: list[float] | None = None
+    value: float | None = None  # the critic's value of the prompt, for estimators that learn one
+    #: the estimator's other per-row outputs by name: "clip" (A2TGPO's per-turn clip range), "return"
+    columns: dict[str, float] = field(default_factory=dict)
+    #: played by this process. A distributed run trains each rank on the rows it played, whose
+    #: chats and pixels it holds; the others' rows carry their ids and columns only.
+    local: bool = True
     old_logprobs: torch.Tensor | None = None  # [len(response_ids)], recomputed by the trainer
     ref_logprobs: torch.Tensor | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    #: VLM rows: the prompt images' pixel inputs, matching the image pad tokens in `prompt_ids`
-    #: ([patches, dim] and [images, 3]); None for text rows.
-    pixel_values: torch.Tensor | None = None
-    image_grid_thw: torch.Tensor | None = None
+    #: VLM rows: the prompt images' processed inputs from the rollout ({"pixel_values": [patches, dim],
+    #: "image_grid_thw": [images, 3]}), matching the image pad tokens in `prompt_ids`; {} for text.
+    pixel_inputs: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def length(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
 
-    @property
-    def pixel_inputs(self) -> dict[str, torch.Tensor]:
-        if self.pixel_values is None:
-            return {}
-        return {"pixel_values": self.pixel_values, "image_grid_thw": self.image_grid_thw}
-
 
 def pixel_kwargs(rows: Sequence[Row]) -> dict[str, torch.Tensor]:
     """`sequence_logprobs` keyword arguments for the rows' images, concatenated in row order ({} if none)."""
-    with_pixels = [r for r in rows if r.pixel_values is not None]
-    if not with_pixels:
-        return {}
-    return {"pixel_values": torch.cat([r.pixel_values for r in with_pixels]),
-            "image_grid_thw": torch.cat([r.image_grid_thw for r in with_pixels])}
+    from agents.vlm import concat_pixel_inputs
 
-
-def attach_pixel_inputs(rows: Sequence[Row], policy: Any) -> int:
-    """Fill the pixel inputs of rows whose ``meta["chat"]`` (the chat they were generated from)
-    carries images, with `policy`'s processor (VLM policies); returns how many rows got pixels.
-
-    The processor is deterministic, so the recomputed pixels are the ones the rollout saw, and
-    they match the image pad tokens already in the row's prompt ids.
-    """
-    encode = getattr(policy, "pixel_inputs", None)
-    if encode is None or not getattr(policy, "is_vlm", False):
-        return 0
-    filled = 0
-    for row in rows:
-        chat = row.meta.get("chat")
-        mm = encode(chat) if chat else {}
-        if mm:
-            row.pixel_values, row.image_grid_thw = mm["pixel_values"], mm["image_grid_thw"]
-            filled += 1
-    return filled
+    return concat_pixel_inputs([r.pixel_inputs for r in rows])
 
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
@@ -134,7 +116,7 @@ def _prompt_key(row: Row) -> tuple:
     """What makes two rows' prompts identical: the ids, and for VLM rows the pixels too (image pad
     tokens are the same for any image of one size)."""
     key = tuple(row.prompt_ids)
-    pixels = getattr(row, "pixel_values", None)  # duck-typed rows without pixels are text rows
+    pixels = (getattr(row, "pixel_inputs", None) or {}).get("pixel_values")  # duck-typed rows: text
     if pixels is None:
         return key
     return key + (pixel_digest(pixels),)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from agents.policy import SamplingParams
 from agents.prompts import PromptBuilder
+from agents.records import Trajectory
 from agents.rollout import Rollout, collect, rollout_metrics
 from algos import distributed as dist
 
@@ -16,14 +18,43 @@ def collect_groups(pool: Any, policy: Any, seeds: list[int], group_size: int, sa
     contiguous slice of the task seeds (all `group_size` rollouts of each, so no group is split,
     with the group ids a single process would give them) and every rank gets all trajectories
     back in task order. The rollout metrics are recomputed over the whole batch. `sampling` is this
-    rank's: its seed names a stream of its own (envs.seeds, "train_sampling" has the rank)."""
+    rank's: its seed names a stream of its own (envs.seeds, "train_sampling" has the rank).
+
+    A rank keeps its own trajectories whole and gets the others' without their chats and pixel
+    inputs (`Trajectory.rank` says which is which): the estimator reads ids, rewards and anchors,
+    and each rank trains on the rows it played. `gather_chats` brings the chats to rank 0 when it
+    saves the batch."""
     ctx = dist.context()
     if not ctx.active:
         return collect(pool, policy, seeds, group_size, sampling, prompt, first_group_id=first_group_id, **kwargs)
     lo, hi = dist.shard_range(len(seeds))
     part = (collect(pool, policy, seeds[lo:hi], group_size, sampling, prompt, first_group_id=first_group_id + lo,
                     **kwargs) if hi > lo else Rollout([], {}))
-    return merge_rollouts(dist.all_gather_objects(part))
+    for t in part.trajectories:
+        t.rank = ctx.rank
+    parts = dist.all_gather_objects(Rollout([_without_chats(t) for t in part.trajectories], part.metrics))
+    parts[ctx.rank] = part
+    return merge_rollouts(parts)
+
+
+def _without_chats(t: Trajectory) -> Trajectory:
+    return dataclasses.replace(t, steps=[dataclasses.replace(s, messages=[], pixel_inputs=None) for s in t.steps])
+
+
+def gather_chats(trajectories: list[Trajectory]) -> None:
+    """Give rank 0 the chats of the trajectories other ranks played (in place; every rank calls
+    it, as it is a collective). Used before rank 0 saves a batch."""
+    ctx = dist.context()
+    if not ctx.active:
+        return
+    mine = {t.traj_id: [s.messages for s in t.steps] for t in trajectories if t.rank == ctx.rank}
+    shares = dist.gather_objects_to_main(mine)
+    if shares is None:
+        return
+    chats = {traj_id: chat for share in shares for traj_id, chat in share.items()}
+    for t in trajectories:
+        for s, messages in zip(t.steps, chats.get(t.traj_id, ())):
+            s.messages = messages
 
 
 def merge_rollouts(parts: list[Rollout]) -> Rollout:

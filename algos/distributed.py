@@ -8,13 +8,17 @@ How the work is split (the trainer does this through the helpers below):
   task groups only, with the global group ids; the trajectories are then all-gathered in rank order,
   which is task order, so every rank holds the batch a single process would hold and computes the
   same advantages on complete groups. No group statistic is ever taken on a rank's partial batch.
+  What travels is what the estimator and the row layout need (ids, rewards, anchors): chats,
+  frames and pixel inputs stay on the rank that played them (algos/collection.py).
 * Update: all ranks shuffle the same rows with the same seed into the same minibatches; each rank
-  trains a contiguous slice of every minibatch. Micro-batch losses are weighted by their share of
+  trains the rows of every minibatch that it played (`Row.local`), so each image is processed once,
+  by the rollout that saw it. Micro-batch losses are weighted by their share of
   the *global* minibatch (tokens for token-mean, rows for the seq-* modes) times the world size,
   because DDP and FSDP average gradients over ranks: the summed gradient then equals the
   single-process gradient whatever the world size. Ranks run the same number of micro-batches
-  (a rank short of rows runs a zero-weight one on a borrowed row), since FSDP's forward and
-  backward, and DDP's synchronising backward, are collectives every rank has to join.
+  (a rank short of rows runs zero-weight ones on a row of its own), since FSDP's forward and
+  backward, and DDP's synchronising backward, are collectives every rank has to join. The critic
+  is a plain replica per rank; `sum_gradients` keeps the replicas equal.
 * FSDP keeps two copies of the policy: the sharded training copy and the plain module the rollout
   generates with (ranks generate different numbers of tokens, which sharded forwards cannot do);
   `sync_replica` gathers the trained weights into the plain copy after every update.
@@ -29,7 +33,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -123,6 +127,27 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def gather_objects_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's `obj` in rank order on rank 0, None on the others (`[obj]` in one process)."""
+    if not _CTX.active:
+        return [obj]
+    out: list[Any] | None = [None] * _CTX.world if _CTX.rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def sum_gradients(module: nn.Module) -> None:
+    """Sum the gradients of a replica trained without DDP over the ranks (a missing one counts as
+    zero), so every rank steps with the same gradient and the replicas stay equal."""
+    if not _CTX.active:
+        return
+    for p in module.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's `obj` on every rank."""
     if not _CTX.active:
@@ -146,14 +171,6 @@ def shard_range(n: int, rank: int | None = None, world: int | None = None) -> tu
     rank = _CTX.rank if rank is None else rank
     world = _CTX.world if world is None else world
     return rank * n // world, (rank + 1) * n // world
-
-
-def local_slices(items: Sequence[Any], micro_size: int) -> tuple[list[Any], int]:
-    """This rank's contiguous share of `items` and the number of micro-batches every rank must run
-    (that of the largest share), so collectives line up even when shares differ by one."""
-    lo, hi = shard_range(len(items))
-    largest = -(-len(items) // _CTX.world)
-    return list(items[lo:hi]), max(1, -(-largest // max(micro_size, 1)))
 
 
 def broadcast_module(model: nn.Module) -> None:

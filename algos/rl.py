@@ -19,11 +19,11 @@ from agents.prompts import PromptBuilder
 from agents.records import Trajectory
 from agents.rollout import Rollout
 from algos import distributed as dist
-from algos.batching import Row, attach_pixel_inputs, micro_batches, minibatches, pixel_kwargs
+from algos.batching import Row, micro_batches, minibatches, pixel_kwargs
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
 from algos.advantage_rows import (ScoredBatch, estimator_options, healthy_steps, informative_groups,
-                                  rollouts_per_task, rows_from_scored, score_batch)
+                                  rollouts_per_task, rows_from_scored, score_batch, step_ranks)
 from algos.collection import collect_groups
 from algos.train_config import TrainConfig
 from envs.seeds import stream, task_seed
@@ -57,6 +57,7 @@ class RLTrainer:
         #: the last iteration's trajectories and what the estimator computed for them, kept until
         #: the next one so the loop can save them (algos/saved_rollouts.py) without recomputing
         self.last_batch: tuple[list[Trajectory], ScoredBatch] | None = None
+        self._filler: Row | None = None  # a row this rank played, for zero-weight micro-batches
 
     @property
     def group_size(self) -> int:
@@ -124,15 +125,19 @@ class RLTrainer:
         return [t for group in kept[: rl.tasks_per_iter] for t in group], metrics
 
     # -- critic ----------------------------------------------------------------------------------
-    def critic_values(self, steps: list[Any]) -> list[float]:
-        """The critic's value of each step's prompt (GAE's V(s_t))."""
-        pixels = None  # VLM steps: the critic sees the images the policy saw
-        if getattr(self.policy, "is_vlm", False):
-            from agents.vlm import has_images
-
-            pixels = [self.policy.pixel_inputs(s.messages) if has_images(s.messages) else {} for s in steps]
-        values = self.critic.values([s.prompt_ids for s in steps], self.cfg.rl.micro_batch_size, pixel_inputs=pixels)
-        return [float(v) for v in values]
+    def critic_values(self, trajectories: list[Trajectory]) -> list[float]:
+        """The critic's value of the prompt of each of `healthy_steps(trajectories)` (GAE's V(s_t)).
+        VLM steps are valued with the images the policy saw. Each rank values the steps it played
+        and the values are exchanged."""
+        steps, ranks = healthy_steps(trajectories), step_ranks(trajectories)
+        mine = [k for k in range(len(steps)) if ranks[k] == dist.context().rank]
+        values = self.critic.values([steps[k].prompt_ids for k in mine], self.cfg.rl.micro_batch_size,
+                                    pixel_inputs=[steps[k].pixel_inputs or {} for k in mine])
+        out = [0.0] * len(steps)
+        for share in dist.all_gather_objects(list(zip(mine, (float(v) for v in values)))):
+            for k, v in share:
+                out[k] = v
+        return out
 
     def update_critic(self, rows: list[Row], iteration: int) -> dict[str, float]:
         cfg = self.cfg
@@ -143,18 +148,21 @@ class RLTrainer:
         for _ in range(cfg.rl.ppo_epochs):
             for mb in minibatches(rows, cfg.rl.minibatch_size, rng):
                 self.critic_optimizer.zero_grad(set_to_none=True)
-                for micro in micro_batches(mb, cfg.rl.micro_batch_size):
+                for micro in micro_batches([r for r in mb if r.local], cfg.rl.micro_batch_size):
                     values = self.critic([r.prompt_ids for r in micro], **pixel_kwargs(micro))
-                    old = torch.tensor([r.meta["value"] for r in micro], dtype=values.dtype)
-                    returns = torch.tensor([r.meta["return"] for r in micro], dtype=values.dtype)
+                    old = torch.tensor([r.value for r in micro], dtype=values.dtype)
+                    returns = torch.tensor([r.columns["return"] for r in micro], dtype=values.dtype)
                     loss, stats = value_loss(values, old, returns, clip=self.options.value_clip or None)
                     (loss * len(micro) / len(mb)).backward()
                     for k, v in {"value_loss": float(loss.detach()), **stats}.items():
                         sums[k] = sums.get(k, 0.0) + v * len(micro) / len(mb)
+                dist.sum_gradients(self.critic)  # the ranks' shares add up to the minibatch's gradient
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.rl.max_grad_norm)
                 self.critic_optimizer.step()
                 n += 1
         self.critic.eval()
+        if dist.context().active:
+            sums = dist.sum_dicts(sums)
         return {f"critic_{k}": v / max(n, 1) for k, v in sums.items()}
 
     # -- update ----------------------------------------------------------------------------------
@@ -181,21 +189,20 @@ class RLTrainer:
         logprobs match a recomputation to ~1e-6 (tests/test_hf.py), so `rl.recompute_old_logprobs=false`
         may reuse them and skip a forward pass. With EPO on, the same pass measures the rollout
         policy's token entropy per turn index; returns that {turn: mean entropy} (else {}).
+        A distributed run scores the rows each rank played (the ones it trains) and sums the entropies.
         """
         need_old = self.cfg.rl.recompute_old_logprobs
         need_ref = self.ref_model is not None and self.cfg.loss.kl_coef > 0
         need_entropy = self.cfg.loss.epo.enabled
-        for r in rows:
+        mine = [r for r in rows if r.local]
+        for r in mine:
             if not need_old:
-                r.old_logprobs = torch.tensor(r.meta["rollout_logprobs"], dtype=torch.float32)
+                r.old_logprobs = torch.tensor(r.rollout_logprobs, dtype=torch.float32)
         ent_sum: dict[int, float] = {}
         ent_n: dict[int, float] = {}
         if not (need_old or need_ref or need_entropy):
             return {}
-        # Each rank scores a contiguous slice of the (identical) rows with the plain module, then the
-        # results are exchanged so every rank holds every row's old/reference log-probs.
-        lo, hi = dist.shard_range(len(rows))
-        for mb in micro_batches(rows[lo:hi], self.cfg.rl.micro_batch_size, self.cfg.rl.max_tokens_per_micro_batch):
+        for mb in micro_batches(mine, self.cfg.rl.micro_batch_size, self.cfg.rl.max_tokens_per_micro_batch):
             logp = entropy = ref = None
             if need_old or need_entropy:
                 logp, mask, entropy = self._forward(self.model, mb, return_entropy=need_entropy)
@@ -208,19 +215,10 @@ class RLTrainer:
                 if ref is not None:
                     r.ref_logprobs = ref[k, :n].clone()
                 if entropy is not None:
-                    t = r.meta["turn"]
-                    ent_sum[t] = ent_sum.get(t, 0.0) + float(entropy[k, :n].sum())
-                    ent_n[t] = ent_n.get(t, 0.0) + n
-        if dist.context().active:
-            shares = dist.all_gather_objects(([(r.old_logprobs, r.ref_logprobs) for r in rows[lo:hi]], ent_sum, ent_n))
-            gathered = [pair for share, _, _ in shares for pair in share]
-            for r, (old, ref) in zip(rows, gathered):
-                r.old_logprobs, r.ref_logprobs = old, ref
-            ent_sum, ent_n = {}, {}
-            for _, s_part, n_part in shares:
-                for t in s_part:
-                    ent_sum[t] = ent_sum.get(t, 0.0) + s_part[t]
-                    ent_n[t] = ent_n.get(t, 0.0) + n_part[t]
+                    ent_sum[r.turn] = ent_sum.get(r.turn, 0.0) + float(entropy[k, :n].sum())
+                    ent_n[r.turn] = ent_n.get(r.turn, 0.0) + n
+        if dist.context().active and need_entropy:
+            ent_sum, ent_n = (dist.sum_dicts(d) for d in (ent_sum, ent_n))
         return {t: ent_sum[t] / max(ent_n[t], 1.0) for t in ent_sum}
 
     def reference_entropy(self, turn: int) -> float:
@@ -237,6 +235,7 @@ class RLTrainer:
             self.policy.sleep()
         self.train_model.train()
         rng = random.Random(stream(self.cfg.seed, "minibatches", iteration))
+        self._filler = next((r for r in rows if r.local), rows[0])  # see _local_micro_batches
         sums: dict[str, float] = {}
         n_steps = 0
         phase = 1.0
@@ -264,16 +263,15 @@ class RLTrainer:
             self.policy.load_weights_from(self.model)
 
     def _local_micro_batches(self, mb: list[Row]) -> list[tuple[list[Row], bool]]:
-        """This rank's micro-batches of the minibatch, as (rows, real); `real` False marks a
-        zero-weight filler that keeps the ranks' collective counts equal."""
+        """This rank's micro-batches of the minibatch (the rows it played), as (rows, real); `real`
+        False marks a zero-weight filler on a row of its own that keeps the ranks' collective
+        counts equal."""
         size, budget = self.cfg.rl.micro_batch_size, self.cfg.rl.max_tokens_per_micro_batch
         if not dist.context().active:
             return [(m, True) for m in micro_batches(mb, size, budget)]
-        share, count = dist.local_slices(mb, size)
-        micros = [(m, True) for m in micro_batches(share, size, budget)] if share else []
-        if budget:  # token budgets cut shares into different counts: every rank runs the largest
-            count = max(dist.all_gather_objects(len(micros)))
-        return micros + [([mb[0]], False)] * (count - len(micros))
+        micros = [(m, True) for m in micro_batches([r for r in mb if r.local], size, budget)]
+        count = max(dist.all_gather_objects(len(micros)))
+        return micros + [([self._filler], False)] * (count - len(micros))
 
     def _minibatch_step(self, mb: list[Row], loss_cfg: Any, phase: float = 1.0) -> dict[str, float]:
         # GSPO and SAPO aggregate seq-mean-token-mean whatever loss.agg says (algorithms.md B.8);
@@ -312,14 +310,14 @@ class RLTrainer:
         adv = torch.tensor([r.advantage for r in micro], dtype=logp.dtype)
         clip_low: float | torch.Tensor = loss_cfg.clip_low
         clip_high: float | torch.Tensor = loss_cfg.clip_high
-        if "clip" in micro[0].meta:  # A2TGPO's per-turn clip range (§5.2), symmetric
-            clip_low = clip_high = torch.tensor([r.meta["clip"] for r in micro], dtype=logp.dtype)
+        if "clip" in micro[0].columns:  # A2TGPO's per-turn clip range (§5.2), symmetric
+            clip_low = clip_high = torch.tensor([r.columns["clip"] for r in micro], dtype=logp.dtype)
         loss, stats = policy_loss(loss_cfg.name, logp, old, adv, mask, clip_low=clip_low, clip_high=clip_high,
                                   clip_ratio_c=loss_cfg.clip_ratio_c, agg=loss_cfg.agg,
                                   tau_pos=loss_cfg.tau_pos, tau_neg=loss_cfg.tau_neg)
         ent = agg_loss(entropy, mask, agg)
         if epo.enabled:
-            ref_ent = torch.tensor([self.reference_entropy(r.meta["turn"]) for r in micro], dtype=logp.dtype)
+            ref_ent = torch.tensor([self.reference_entropy(r.turn) for r in micro], dtype=logp.dtype)
             term, epo_stats = epo_regularizer(
                 entropy, ref_ent, mask, agg, entropy_coef=loss_cfg.entropy_coef,
                 smooth_coef=epo.smooth_coef, phase_weight=phase, kappa_lo=epo.kappa_lo, kappa_hi=epo.kappa_hi,
@@ -341,11 +339,10 @@ class RLTrainer:
         t0 = time.perf_counter()
         trajectories, rollout_metrics = self.collect_batch(iteration)
         t1 = time.perf_counter()
-        values = self.critic_values(healthy_steps(trajectories)) if self.critic is not None else None
+        values = self.critic_values(trajectories) if self.critic is not None else None
         scored = score_batch(trajectories, self.cfg, values)
         self.last_batch = (trajectories, scored)
-        rows, adv_stats = rows_from_scored(scored, self.cfg)
-        attach_pixel_inputs(rows, self.policy)
+        rows, adv_stats = rows_from_scored(scored, self.cfg, dist.context().rank)
         turn_entropy = self.attach_logprobs(rows)
         if turn_entropy:
             self.entropy_history.append(turn_entropy)
@@ -357,7 +354,7 @@ class RLTrainer:
         if rows and not warming:
             upd.update(self.update(rows, iteration))
         t3 = time.perf_counter()
-        tokens = sum(len(r.response_ids) + len(r.prompt_ids) for r in rows)
+        tokens = sum(r.length for r in rows)
         m = {f"rollout/{k}": v for k, v in rollout_metrics.items()}
         m.update(adv_stats)  # adv/..., batch/..., group/... and the estimator's own diagnostics
         m.update({f"train/{k}": v for k, v in upd.items()})

@@ -59,8 +59,14 @@ class _Line:
         # Trajectory.to_json's asdict deep-copies every chat and id list; JSON needs no copy, and
         # shallow dicts make the writer ~3x faster (records hold no nested dataclass below steps)
         data = {**self.head, **vars(self.traj)}
-        data["steps"] = [{**vars(step), **extra} for step, extra in zip(self.traj.steps, self.per_step)]
+        data["steps"] = [{**_json_fields(step), **extra} for step, extra in zip(self.traj.steps, self.per_step)]
         return data
+
+
+def _json_fields(step: Any) -> dict[str, Any]:
+    fields = dict(vars(step))
+    fields.pop("pixel_inputs", None)  # tensors the trainer reuses; the frames in the chat are what is kept
+    return fields
 
 
 def save_rollouts(out_dir: str | Path, iteration: int, trajectories: list[Trajectory], scored: ScoredBatch,

@@ -48,10 +48,7 @@ def sft_rows(tokenizer: Any, steps: Sequence[StepRecord], policy: Any = None) ->
     rows = []
     for s in steps:
         (ids,), (mm,) = policy.encode_requests([Request(messages=s.messages)])
-        row = Row(ids, response_ids_for(tokenizer, s.response))
-        if mm:
-            row.pixel_values, row.image_grid_thw = mm["pixel_values"], mm["image_grid_thw"]
-        rows.append(row)
+        rows.append(Row(ids, response_ids_for(tokenizer, s.response), pixel_inputs=mm))
     return rows
 
 

@@ -44,6 +44,7 @@ from algos.checkpoint import (CheckpointError, load_latest, restore_rng_state, s
 from algos.config import (ConfigError, apply_overrides, build_config, cli_parser, field_docs, from_dict, parse_args,
                           save_yaml, show_value, to_dict)
 from algos.logger import MetricsLogger, NullLogger, plot_curves, read_jsonl
+from algos.collection import gather_chats
 from algos.saved_rollouts import read_rollouts, rollouts_due, save_rollouts
 from algos.task_sets import SeedsFile, eval_env_options, sft_task_seeds
 from algos.policy_setup import (image_history, load_policy_on_every_rank, load_weights, uses_compact_prompt,
@@ -326,6 +327,8 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, eval_pool: Any,
                 seeds_file.write()
             for key, metric in (("tokens_generated", "rollout/tokens_generated"), ("tokens_trained", "train/tokens")):
                 history[key] = history.get(key, 0.0) + metrics.get(metric, 0.0)
+            if rollouts_due(cfg, done) and trainer.last_batch is not None:
+                gather_chats(trainer.last_batch[0])  # every rank sends rank 0 the chats it played
             if dist.is_main() and rollouts_due(cfg, done) and trainer.last_batch is not None:
                 t_save = time.perf_counter()
                 path = save_rollouts(ckpt_dir.parent, done, *trainer.last_batch, cfg)

@@ -159,7 +159,7 @@ def sokoban_rows(G: int, tasks: int, seed: int = 0):
     with EnvPool("sokoban", num_envs=tasks * G, num_workers=0) as pool:
         ro = collect(pool, ExpertPolicy(prompt.action_format, noise=0.3, seed=seed),
                      list(range(seed, seed + tasks)), group_size=G, prompt=prompt)
-    return [Row(chat_prompt_ids(tok, s.messages), response_ids_for(tok, s.response), meta={"turn": s.turn})
+    return [Row(chat_prompt_ids(tok, s.messages), response_ids_for(tok, s.response), turn=s.turn)
             for s in ro.steps]
 
 
@@ -169,7 +169,7 @@ def bench_rollout(model, args):
     t0 = time.perf_counter()
     rows = sokoban_rows(args.G, args.rollout_tasks)
     t_collect = time.perf_counter() - t0
-    turn0 = sum(1 for r in rows if r.meta["turn"] == 0)
+    turn0 = sum(1 for r in rows if r.turn == 0)
     st = prefix_share_stats([r.prompt_ids for r in rows], [r.response_ids for r in rows])
 
     def plain_micro():

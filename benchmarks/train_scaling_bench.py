@@ -48,7 +48,7 @@ def make_rows(groups: int, G: int, seed: int = 0) -> list:
         prompt = [rng.randrange(1, 1024) for _ in range(rng.randint(178, 192))]
         for k in range(G):
             response = [rng.randrange(1, 1024) for _ in range(rng.randint(6, 12))]
-            rows.append(Row(prompt, response, advantage=rng.gauss(0, 1), meta={"turn": 0}))
+            rows.append(Row(prompt, response, advantage=rng.gauss(0, 1)))
     return rows
 
 

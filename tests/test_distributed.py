@@ -47,14 +47,17 @@ def _expert_trajectories(seeds: list[int], first_group_id: int = 0):
 
 
 def _rows(tok) -> list:
-    """7 rows (odd, so minibatch shares differ by one) over 3 prompts with varied responses."""
+    """7 rows (odd, so minibatch shares differ) over 3 prompts with varied responses; each rank
+    plays a contiguous slice of them, as a distributed collection gives them out."""
+    from algos import distributed as dist
     from algos.batching import Row, chat_prompt_ids, response_ids_for
 
     prompts = [chat_prompt_ids(tok, [{"role": "user", "content": f"Player at ({i}, 2). Boxes at (2, {i})."}])
                for i in range(3)]
     actions = ["up", "left", "down", "right", "up up", "left", "push"]
+    lo, hi = dist.shard_range(len(actions))
     return [Row(prompts[k % 3], response_ids_for(tok, f"<action>{a}</action>"), advantage=(-1.0) ** k * (1 + k / 7),
-                meta={"turn": 0}) for k, a in enumerate(actions)]
+                local=lo <= k < hi) for k, a in enumerate(actions)]
 
 
 def _update(model_dir: str) -> dict:
@@ -77,6 +80,22 @@ def _update(model_dir: str) -> dict:
     trainer.state_dict()  # gathering the (FSDP: sharded) optimizer state must work on every rank
     return {"weights": {k: v.detach().clone() for k, v in policy.model.state_dict().items()}, "stats": stats,
             "old": [r.old_logprobs for r in rows]}
+
+
+def _critic_update(model_dir: str) -> dict:
+    """One critic update (GAE) on the fixed rows, each rank on the rows it played; the critic's
+    new weights and stats."""
+    from agents.hf import HFPolicy
+    from algos.rl import RLTrainer
+
+    torch.manual_seed(0)
+    policy = HFPolicy(model_dir)
+    trainer = RLTrainer(apply_overrides(TrainConfig(), UPDATE + ["algo.name=gae"]), policy, pool=None, prompt=None)
+    rows = _rows(policy.tokenizer)
+    for k, r in enumerate(rows):
+        r.value, r.columns = 0.1 * k, {"return": 1.0 - 0.2 * k}
+    stats = trainer.update_critic(rows, iteration=0)
+    return {"weights": {k: v.detach().clone() for k, v in trainer.critic.state_dict().items()}, "stats": stats}
 
 
 def _worker(rank: int, world: int, port: int, out: str, model_dir: str) -> None:
@@ -115,8 +134,14 @@ def _worker(rank: int, world: int, port: int, out: str, model_dir: str) -> None:
                                 G, SamplingParams(seed=1), prompt, first_group_id=40)
         result["collected"] = [(t.group_id, t.traj_id, t.seed, t.episode_return) for t in ro.trajectories]
         result["collected_episodes"] = ro.metrics["episodes"]
-        # (2) a DDP update; (4) an FSDP update
+        result["chats_before"] = [(t.rank, all(s.messages for s in t.steps)) for t in ro.trajectories]
+        from algos.collection import gather_chats
+
+        gather_chats(ro.trajectories)
+        result["chats_after"] = [all(s.messages for s in t.steps) for t in ro.trajectories]
+        # (2) a DDP update; (3) a critic update; (4) an FSDP update
         result["ddp"] = _update(model_dir)
+        result["critic"] = _critic_update(model_dir)
         dist.set_context(dist.DistContext(rank=rank, world=world, mode="fsdp"))
         result["fsdp"] = _update(model_dir)
     finally:
@@ -153,6 +178,12 @@ def test_group_statistics_across_ranks_equal_the_single_process_ones(two_ranks):
     assert [g for g, *_ in a] == [40 + k // G for k in range(TASKS * G)]
     assert [t for _, t, *_ in a] == [40 * G + k for k in range(TASKS * G)]
     assert all(seed == 100 + (g - 40) for g, _, seed, _ in a)
+    # each rank keeps the chats it played and gets the others' trajectories without them (they stay
+    # where they were played); gather_chats brings them all to rank 0 for saving
+    played_by = [0] * (2 * G) + [1] * (3 * G)  # tasks 0-1 on rank 0, 2-4 on rank 1
+    for rank, r in enumerate(ranks):
+        assert r["chats_before"] == [(p, p == rank) for p in played_by]
+    assert all(ranks[0]["chats_after"]) and ranks[1]["chats_after"] == [p == 1 for p in played_by]
 
 
 def _single_update(model_dir) -> dict:
@@ -167,9 +198,11 @@ def test_one_update_matches_a_single_process_update(two_ranks, tiny_model_dir, m
     _, ranks = two_ranks
     single = _single_update(tiny_model_dir)
     r0, r1 = ranks[0][mode], ranks[1][mode]
-    for old0, old1, old in zip(r0["old"], r1["old"], single["old"]):
-        torch.testing.assert_close(old0, old1, rtol=0, atol=0)
-        torch.testing.assert_close(old0, old, rtol=1e-5, atol=1e-5)
+    # each rank scores the rows it played (rows 0-2 on rank 0, 3-6 on rank 1) and only those
+    assert [o is None for o in r0["old"]] == [False] * 3 + [True] * 4
+    assert [o is None for o in r1["old"]] == [True] * 3 + [False] * 4
+    for k, old in enumerate(single["old"]):
+        torch.testing.assert_close((r0 if k < 3 else r1)["old"][k], old, rtol=1e-5, atol=1e-5)
     from agents.hf import HFPolicy
 
     start = HFPolicy(tiny_model_dir).model.state_dict()
@@ -179,6 +212,20 @@ def test_one_update_matches_a_single_process_update(two_ranks, tiny_model_dir, m
     assert max(float((w - start[k]).abs().max()) for k, w in single["weights"].items()) > 1e-4  # it did move
     for key in ("loss", "grad_norm", "clip_frac"):
         assert r0["stats"][key] == pytest.approx(single["stats"][key], rel=1e-4, abs=1e-6)
+
+
+def test_critic_update_across_ranks_matches_a_single_process_one(two_ranks, tiny_model_dir):
+    """Each rank fits the critic on the rows it played; summed gradients keep the replicas equal
+    to each other and to the critic one process fits on all rows."""
+    _, ranks = two_ranks
+    single = _critic_update(str(tiny_model_dir))
+    r0, r1 = ranks[0]["critic"], ranks[1]["critic"]
+    for k, w in single["weights"].items():
+        torch.testing.assert_close(r0["weights"][k], r1["weights"][k], rtol=0, atol=0)
+        torch.testing.assert_close(r0["weights"][k], w, rtol=1e-4, atol=2e-5)
+    assert float(single["weights"]["head.bias"].abs().max()) > 1e-4  # the zero-initialised head moved
+    for key, v in single["stats"].items():
+        assert r0["stats"][key] == pytest.approx(v, rel=1e-4, abs=1e-6)
 
 
 def _torchrun_train(out: Path, *extra: str) -> subprocess.CompletedProcess:

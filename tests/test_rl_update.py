@@ -56,7 +56,7 @@ def test_every_policy_loss_moves_toward_the_advantage(tiny_model_dir, loss):
     trainer.entropy_history = [{0: 1.0}]
     prompt = chat_prompt_ids(tok, [{"role": "user", "content": "Player at (4, 2). Boxes at (2, 2)."}])
     good, bad = response_ids_for(tok, "<action>up</action>"), response_ids_for(tok, "<action>left</action>")
-    rows = [Row(prompt, good, advantage=1.0, meta={"turn": 0}), Row(prompt, bad, advantage=-1.0, meta={"turn": 0})]
+    rows = [Row(prompt, good, advantage=1.0), Row(prompt, bad, advantage=-1.0)]
     with torch.no_grad():
         lp, mask, _ = sequence_logprobs(policy.model, [prompt] * 2, [good, bad], pad_id=tok.pad_token_id)
     for r, x in zip(rows, lp):
@@ -142,5 +142,5 @@ def test_information_gain_estimators_train_on_an_env_with_a_ground_truth(tiny_mo
         m = trainer.iteration(1)
     assert m["train/rows"] > 0 and math.isfinite(m["train/grad_norm"])
     if algo == "a2tgpo":  # every row carries its turn's clip range, within eps * (1 -/+ beta)
-        clips = [r.meta["clip"] for r in rows]
+        clips = [r.columns["clip"] for r in rows]
         assert len(clips) == len(rows) and all(0.2 * 0.7 - 1e-9 <= c <= 0.2 * 1.3 + 1e-9 for c in clips)

@@ -15,7 +15,7 @@ from agents.policy import Request, SamplingParams
 from agents.prompts import PromptBuilder
 from agents.vlm import (VLProcessor, chat_images, encode_chat, ensure_tiny_vlm, freeze_vision_tower, is_vlm_folder,
                         load_vlm, vision_parameters)
-from algos.batching import Row, attach_pixel_inputs, pixel_kwargs
+from algos.batching import Row, pixel_kwargs
 
 
 def _obs(seed, **kw):
@@ -90,8 +90,14 @@ def test_batched_generation_with_images_equals_one_by_one(policy):
 def test_generation_logprobs_match_recomputation(policy):
     reqs = _requests()
     gens = policy.generate(reqs, SamplingParams(temperature=1.0, max_new_tokens=12, seed=5))
-    rows = [Row(g.prompt_ids, g.response_ids, meta={"chat": r.messages}) for r, g in zip(reqs, gens)]
-    assert attach_pixel_inputs(rows, policy) == 3  # the text-only chat has no pixels
+    # the generation hands over the pixel inputs it ran with; training reuses them unprocessed
+    assert sum(bool(g.pixel_inputs) for g in gens) == 3  # the text-only chat has none
+    for r, g in zip(reqs, gens):
+        again = policy.encode_requests([r])[1][0]
+        assert g.pixel_inputs.keys() == again.keys()
+        for key in again:
+            assert torch.equal(g.pixel_inputs[key], again[key])
+    rows = [Row(g.prompt_ids, g.response_ids, pixel_inputs=g.pixel_inputs) for g in gens]
     with torch.no_grad():
         logp, mask, _ = sequence_logprobs(policy.model, [r.prompt_ids for r in rows], [r.response_ids for r in rows],
                                           policy.pad_token_id, **pixel_kwargs(rows))
@@ -112,9 +118,8 @@ def _rl_step(vlm_dir, frozen: bool):
     trainer = RLTrainer(cfg, policy, pool=None, prompt=None)
     reqs = _requests()[:3]
     gens = policy.generate(reqs, SamplingParams(max_new_tokens=6, seed=1))
-    rows = [Row(g.prompt_ids, g.response_ids, advantage=a, meta={"chat": r.messages, "turn": 0})
-            for r, g, a in zip(reqs, gens, (1.0, -1.0, 0.5))]
-    attach_pixel_inputs(rows, policy)
+    rows = [Row(g.prompt_ids, g.response_ids, advantage=a, pixel_inputs=g.pixel_inputs)
+            for g, a in zip(gens, (1.0, -1.0, 0.5))]
     trainer.attach_logprobs(rows)
     vision = {n: p.detach().clone() for n, p in vision_parameters(policy.model)}
     head = policy.model.lm_head.weight.detach().clone()
