@@ -58,6 +58,7 @@ def collect(
     first_group_id: int = 0,
     probe_ground_truth: bool = False,
     mode: str = "sync",
+    keep_pixel_inputs: bool = False,
 ) -> Rollout:
     """Play `group_size` episodes of each task seed with `policy`; return trajectories and metrics.
 
@@ -82,6 +83,10 @@ def collect(
     ground truth written as an answer in the env's action format after this turn's prompt
     (`policy.answer_logprobs`, one batched call per generation batch, rollout-time weights). Needs a
     policy with `answer_logprobs` (HFPolicy). Adds "time_probe" to the metrics.
+
+    keep_pixel_inputs: VLM policies: keep each step's processed images (`StepRecord.pixel_inputs`)
+    for training to reuse. Off by default: the tensors are tens of times larger than the frames the
+    chat already holds, and evaluation and data collection have no use for them.
     """
     if mode not in ("sync", "async"):
         raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
@@ -99,7 +104,7 @@ def collect(
         raise ValueError(f"{len(seeds)} tasks x group size {group_size} = {n} episodes, "
                          f"but the pool holds only {pool.num_envs} environments")
     t_start = time.perf_counter()
-    play = _Play(pool, policy, prompt, sampling, probe_ground_truth)
+    play = _Play(pool, policy, prompt, sampling, probe_ground_truth, keep_pixel_inputs)
     running = play.start(seeds, group_size, first_group_id)
     bar = tqdm(total=n, desc="episodes", disable=not progress, leave=False)
     if mode == "sync":
@@ -177,8 +182,9 @@ class _Play:
     """The episodes of one `collect` call and the per-turn work both modes share."""
 
     def __init__(self, pool: Any, policy: Policy, prompt: PromptBuilder, sampling: SamplingParams,
-                 probe: bool):
+                 probe: bool, keep_pixels: bool = False):
         self.pool, self.policy, self.prompt, self.sampling = pool, policy, prompt, sampling
+        self.keep_pixels = keep_pixels
         self.probe_affixes = _probe_affixes(prompt) if probe else None
         self.timer = {"generation": 0.0, "env": 0.0}
         if probe:
@@ -260,7 +266,7 @@ class _Play:
             observation=self.observations[i]["text"], done=bool(terminated or truncated),
             truncated_response=gen.truncated,
             info={k: info[k] for k in _KEPT_INFO if k in info},
-            probe=d.probe, components=_components(info), pixel_inputs=gen.pixel_inputs or None,
+            probe=d.probe, components=_components(info), pixel_inputs=(gen.pixel_inputs or None) if self.keep_pixels else None,
         ))
         self.observations[i], self.infos[i] = obs, info
         if terminated or truncated:

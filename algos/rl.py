@@ -95,6 +95,7 @@ class RLTrainer:
         self.model.eval()
         kwargs = {"probe_ground_truth": True} if self.cfg.algo.estimator().probe else {}
         kwargs["mode"] = "async" if rl.async_rollout else "sync"
+        kwargs["keep_pixel_inputs"] = True  # the update feeds them back: images are processed once
         first_group = (iteration * rl.max_sampling_rounds + round_) * rl.tasks_per_iter
         tasks = self.task_seeds(iteration, round_)
         self.played.append((iteration, tasks))

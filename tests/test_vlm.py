@@ -155,6 +155,25 @@ def test_prompt_carries_the_configured_number_of_frames():
         assert len(chat_images(s.messages)) == min(s.turn + 1, 2)
 
 
+def test_training_rollouts_keep_the_processed_images_and_others_do_not(policy):
+    """A training collection keeps each step's pixel inputs (the update reuses them, tested for
+    equality with the processor's output above); other collections keep only the frames."""
+    from agents.rollout import collect
+    from envs.pool import EnvPool
+
+    prompt = PromptBuilder.for_env("sokoban", image_history=2)
+    sp = SamplingParams(max_new_tokens=4, seed=0)
+    with EnvPool("sokoban", num_envs=2, num_workers=0, env_kwargs={"obs_mode": "image", "max_steps": 2}) as pool:
+        kept = collect(pool, policy, [0, 1], 1, sp, prompt=prompt, keep_pixel_inputs=True)
+        plain = collect(pool, policy, [0, 1], 1, sp, prompt=prompt)
+    assert kept.steps and all(s.pixel_inputs is None for s in plain.steps)
+    for s in kept.steps:
+        grid = s.pixel_inputs["image_grid_thw"]
+        assert grid.shape[0] == len(chat_images(s.messages))  # one grid row per image in the chat
+        assert s.pixel_inputs["pixel_values"].shape[0] == int(grid.prod(dim=1).sum())
+    assert "pixel_inputs" not in kept.trajectories[0].to_json()["steps"][0]  # JSON keeps the frames
+
+
 def test_groupwise_rollout_with_a_vlm_folder(vlm_dir, tmp_path, capsys):
     from algos.cli import main
     from agents.records import read_jsonl
