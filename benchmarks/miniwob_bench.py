@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=20, help="random-policy episodes per task (page seeds 0..N-1)")
     parser.add_argument("--solver-episodes", type=int, default=None, help="solver episodes per task (default: --episodes)")
-    parser.add_argument("--suite", default="all", help=f"which tasks: {', '.join(SUITES)}")
+    parser.add_argument("--suite", default=None, help=f"only these tasks: {', '.join(SUITES)} (default: every task)")
     parser.add_argument("--tasks", nargs="+", default=None, help="these tasks instead of a suite")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for miniwob-bench.md and .json")
     parser.add_argument("--resume", action="store_true", help="keep the tasks the JSON already has (same settings)")
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1 or (args.solver_episodes is not None and args.solver_episodes < 0):
         parser.error("--episodes must be at least 1 and --solver-episodes at least 0")
     try:
-        names = list(args.tasks) if args.tasks else list(suite(args.suite))
+        names = list(args.tasks or (suite(args.suite) if args.suite else TASK_NAMES))
     except ValueError as exc:
         parser.error(str(exc))
     unknown = [t for t in names if t not in TASK_NAMES]
@@ -191,7 +191,7 @@ def report(r: dict[str, Any]) -> str:
              f"{len(tasks)} tasks, {s['episodes']} random-policy episodes per task (page seeds 0-{s['episodes'] - 1}) "
              f"and {s['solver_episodes']} solver episodes on the same seeds where a solver exists. Default env options: "
              "stepped clock (each action takes the task's page step, 1000 ms, or 250 ms on simon-says), the task's "
-             "own time limit, screenshots 160x210. Success = the task's full score (raw reward 1).", "",
+             "own time limit, screenshots 160x210 (FlightWoB: 375x667). Success = the task's full score (raw reward 1).", "",
              f"Machine: {r.get('machine', '?')}; whole bench {r['bench_seconds'] / 60:.0f} min"
              + (f" over {r['runs']} runs (--resume)" if r.get("runs", 1) > 1 else " in one run") + "."
              + (f" At this rate 20 episodes per task would take about {r['bench_seconds'] / 60 * 20 / s['episodes']:.0f} "

@@ -4,6 +4,7 @@ same way every time: waits of a given length, a blinking sequence, a moving targ
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -232,3 +233,77 @@ def test_closing_the_shared_pool_frees_the_thread_for_asyncio():
     pending.close()
     close_shared_pool()
     assert asyncio.run(one()) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# FlightWoB: the airline page in an iframe, served on a routed HTTP origin
+
+
+def _fill_form(env: MiniWoBEnv, values: dict) -> None:
+    """Set the iframe form's fields by name (test set-up: the scorer's input, not an agent's play)."""
+    env._page.evaluate("""(values) => {
+      const form = document.getElementById('wrap').contentDocument.querySelector('.miniwob-main-form');
+      for (const [name, value] of Object.entries(values))
+        for (const el of [...form.elements].filter(e => e.name === name))
+          if (el.type === 'radio' || el.type === 'checkbox') el.checked = el.value === value; else el.value = value;
+    }""", values)
+
+
+@pytest.mark.parametrize("site,submit", [("AA", "Search"), ("Alaska-auto", "Find Flights")])
+def test_flightwob_scores_the_submitted_form_as_the_wrapper_does(site, submit):
+    env = envs.make(f"miniwob.flight.{site}")
+    try:
+        obs, info = env.reset(seed=5)
+        assert obs["images"][0].shape == (667, 375, 3) and info["task_name"] == f"flight.{site}"
+        fields = json.loads(obs["text"].removeprefix("Task: "))  # the query, as the package gives it
+        assert "Departure City" in fields
+        typed = [a for a in info["admissible_actions"] if a.startswith("type(")]
+        assert not typed  # nothing focused yet; the inputs are offered as clicks
+        # the elements come from inside the iframe, at top-page pixels a click reaches
+        field = next(e for e in env._state.elements if e.tag == "input" and e.type in ("text", ""))
+        obs, reward, terminated, _, info = env.step(f"click({round(field.x)}, {round(field.y)})")
+        assert not terminated and any(e.focused for e in env._state.elements)
+        assert f'type({quote(str(fields["Departure City"]))})' in info["admissible_actions"]
+        obs, reward, terminated, _, info = env.step('type("abc")')
+        assert info["valid_action"] and any(e.focused and e.value.endswith("abc") for e in env._state.elements)  # typed in the iframe
+        request = env._page.evaluate("core.currentQuestion.request")
+        wrong = next(k for k, v in request.items() if v)  # one field off: the share of the others
+        _fill_form(env, {**request, wrong: request[wrong] + "x"})
+        obs, reward, terminated, _, info = env.step(f"click({quote(submit)})")
+        assert terminated and reward == pytest.approx((len(request) - 1) / len(request)) and not info["won"]
+        env.reset(seed=5)
+        _fill_form(env, request)
+        obs, reward, terminated, _, info = env.step(f"click({quote(submit)})")
+        assert terminated and reward == 1.0 and info["won"] and "GOOD" in info["reason"]
+    finally:
+        env.close()
+
+
+def test_flightwob_navigating_away_ends_the_episode_at_minus_one_every_time():
+    env = envs.make("miniwob.flight.Alaska")
+    try:
+        for _ in range(3):
+            env.reset(seed=3)
+            logo = next(e for e in env._state.elements if e.tag == "a")  # the airline's home link
+            obs, reward, terminated, _, info = env.step(f"click({round(logo.x)}, {round(logo.y)})")
+            assert terminated and reward == -1.0 and "Navigated away" in info["reason"]
+    finally:
+        env.close()
+
+
+def test_flightwob_serves_only_package_files_and_plays_in_a_suite_of_its_own():
+    from envs.miniwob import SUITES
+
+    assert SUITES["flight"] == ("flight.AA", "flight.Alaska", "flight.Alaska-auto", "flight.Alaska-auto-medium")
+    with pytest.raises(ValueError, match="one screenshot size.*160x210 and 375x667.*suite='flight'"):
+        MiniWoBEnv(task=None, suite=["click-button", "flight.AA"])
+    env = envs.make("miniwob.flight.AA")
+    try:
+        env.reset(seed=0)
+        status = env._page.evaluate("""async () => [
+            (await fetch('/flight/AA/wrapper.html')).status,
+            (await fetch('/../../../../etc/passwd')).status,
+            (await fetch('/%2e%2e/%2e%2e/pyproject.toml')).status]""")
+        assert status == [200, 404, 404]
+    finally:
+        env.close()

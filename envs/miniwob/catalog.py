@@ -1,12 +1,14 @@
 """Every MiniWoB++ task page the `miniwob` package ships, with what groupwise needs to know of each.
 
-One row per page of `miniwob/html/miniwob/` (130 pages in miniwob 1.1.0):
+One row per task page the package ships: the 130 pages of `miniwob/html/miniwob/` and the four
+FlightWoB sites of `miniwob/html/flight/` (miniwob 1.1.0):
 
 - group: how the package's documentation sorts the task. "original" (Shi et al. 2017's MiniWoB
   tasks from the OpenAI site), "nodelay" (MiniWoB++ copies of animated tasks without the
   animation), "additional" (harder or new tasks added by Liu et al. 2018), "debug" (easier
-  versions), "hidden-test" (Shi et al.'s test tasks that were not on the OpenAI site) and "excluded"
-  (the five tasks the package leaves out of its registry because they need waiting for events).
+  versions), "hidden-test" (Shi et al.'s test tasks that were not on the OpenAI site), "excluded"
+  (the five tasks the package leaves out of its registry because they need waiting for events) and
+  "flight" (FlightWoB: copies of real airline search forms, Liu et al. 2018).
 - kind: the interaction the task asks for: click, type, form, multi-step, scroll, widget (date
   picker, autocomplete, spinner, drop-down), canvas (click a point of a drawing), drag, hover.
 - limit: the task's own time limit in seconds, as its page sets `core.EPISODE_MAX_TIME` (10 s when
@@ -22,8 +24,12 @@ One row per page of `miniwob/html/miniwob/` (130 pages in miniwob 1.1.0):
 hover-shape's page computes a score but never reports it (its call to the scorer is commented out
 in the package), so every episode of it ends at the time limit with reward -1.
 
-The three FlightWoB tasks (`flight.*`) are not here: their pages need an HTTP origin and put the
-task inside an iframe of another size; see the README.
+FlightWoB (`flight.<site>`) differs from the rest: the airline page runs in a 375x667 iframe of a
+wrapper page that holds the query and the scorer, which reads the submitted form and scores the
+share of fields that match (-1 when a required field is empty). The parent reaches into the
+iframe, so the pages need one HTTP origin (env.py serves them on a made-up one from the package,
+through the browser's request routing: no server, no socket). The package registers three of
+the four sites (not Alaska-auto-medium, a variant with fewer fields); all four are here.
 
 This module imports no browser code, so the registry lists the tasks cheaply.
 """
@@ -33,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-GROUPS = ("original", "nodelay", "additional", "debug", "hidden-test", "excluded")
+GROUPS = ("original", "nodelay", "additional", "debug", "hidden-test", "excluded", "flight")
 KINDS = ("click", "type", "form", "multi-step", "scroll", "widget", "canvas", "drag", "hover")
 TIMINGS = ("static", "animated", "real-time")
 
@@ -175,6 +181,13 @@ visual-addition                 original     type        15     static
 Solver = Callable[..., str]
 
 
+#: FlightWoB's sites (miniwob/html/flight/<site>/wrapper.html), each with a 60 s limit.
+FLIGHT_SITES = ("AA", "Alaska", "Alaska-auto", "Alaska-auto-medium")
+#: (width, height) of the task area in CSS pixels: what the screenshot shows and clicks may reach
+TASK_AREA = (160, 210)
+FLIGHT_AREA = (375, 667)  # the airline page's iframe
+
+
 @dataclass(frozen=True)
 class Task:
     """One MiniWoB++ task page and what groupwise knows of it (see the module docstring)."""
@@ -188,6 +201,14 @@ class Task:
     step_ms: int | None = None
     #: scripted solver (envs.miniwob.tasks), None where there is none
     solver: Solver | None = None
+    #: the page, relative to the package's html/ folder
+    page: str = ""
+    area: tuple[int, int] = TASK_AREA
+
+    @property
+    def served(self) -> bool:
+        """Whether the page needs an HTTP origin (its wrapper reaches into an iframe) rather than file://."""
+        return self.group == "flight"
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -200,8 +221,13 @@ def _parse(table: str) -> dict[str, Task]:
     for line in table.strip().splitlines():
         name, group, kind, limit, timing, *step = line.split()
         assert group in GROUPS and kind in KINDS and timing in TIMINGS, line
-        tasks[name] = Task(name, group, kind, int(limit) * 1000, timing, int(step[0]) if step else None)
+        tasks[name] = Task(name, group, kind, int(limit) * 1000, timing, int(step[0]) if step else None,
+                           page=f"miniwob/{name}.html")
     return tasks
 
 
-CATALOG: dict[str, Task] = _parse(_TABLE)
+def _flight(site: str) -> Task:
+    return Task(f"flight.{site}", "flight", "form", 60_000, page=f"flight/{site}/wrapper.html", area=FLIGHT_AREA)
+
+
+CATALOG: dict[str, Task] = {**_parse(_TABLE), **{f"flight.{s}": _flight(s) for s in FLIGHT_SITES}}

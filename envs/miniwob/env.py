@@ -19,6 +19,12 @@ and the actions. `clock="real"` runs the page on the wall clock, as the package 
 of animated and real-time tasks then depends on wall time, which `info["wall_time_dependent"]`
 says. `time_limit=False` lifts the task's limit; `max_steps` (default: limit / step_ms) bounds
 the episode either way.
+
+FlightWoB (`miniwob.flight.<site>`): the wrapper page scores what the airline page in its iframe
+submits, reaching into the iframe, which a file:// page may not do. Those pages are served on a
+made-up HTTP origin (ORIGIN) by the browser context's request routing, straight from the package's
+files: no server and no socket. The screenshot is the iframe's 375x667 area; the query table to
+its right is in the text as the task's utterance (JSON, as the package gives it).
 """
 
 from __future__ import annotations
@@ -26,22 +32,30 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import io
+import json
 import math
 import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
 from envs.base import AgentEnv, image_anchor, observation_space
 from envs.miniwob.actions import Action, ActionError, parse_action, quote
 from envs.miniwob.browser import shared_pool
-from envs.miniwob.page import TASK_HEIGHT, TASK_WIDTH, Element, PageState, read_state
+from envs.miniwob.page import Element, PageState, read_state
 from envs.miniwob.suites import suite as suite_tasks
 from envs.miniwob.tasks import NoSolverError, Task, get_task
 
 VIEWPORT = (500, 320)  # the miniwob package's window size; the task area is its top-left 160x210
+FLIGHT_VIEWPORT = (560, 680)  # the 375x667 iframe and the query table to its right
+#: The origin FlightWoB's pages are served on (by request routing; `.invalid` never resolves).
+ORIGIN = "http://flightwob.invalid"
+#: Wall milliseconds a FlightWoB action gets to start a load in the iframe (a link): loads run on
+#: the network, not the page clock; a start takes a few ms, and the step then waits for its end.
+_LOAD_START_MS = 100
 CLOCKS = ("stepped", "real")
 #: Where the stepped clock starts: a fixed date, so pages that print or pick dates (date pickers,
 #: flight searches, a terminal's date) show the same thing every time; MiniWoB's dates are in 2016.
@@ -60,15 +74,16 @@ DATA_MODES = ("default", "train", "test")
 
 
 def html_dir() -> Path:
-    """The task pages inside the installed `miniwob` package (found without importing it)."""
+    """The package's html/ folder (miniwob/ and flight/ pages, and the core/ scripts they share),
+    found without importing the package."""
     spec = importlib.util.find_spec("miniwob")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("MiniWoB needs the task pages of the `miniwob` package: "
                            "pip install --no-deps miniwob==1.1.0")
-    path = Path(list(spec.submodule_search_locations)[0]) / "html" / "miniwob"
-    if not path.is_dir():
-        raise RuntimeError(f"the miniwob package has no task pages at {path}; reinstall miniwob==1.1.0")
-    return path
+    path = Path(list(spec.submodule_search_locations)[0]) / "html"
+    if not (path / "miniwob").is_dir():
+        raise RuntimeError(f"the miniwob package has no task pages at {path / 'miniwob'}; reinstall miniwob==1.1.0")
+    return path.resolve()
 
 
 class MiniWoBEnv(AgentEnv):
@@ -149,7 +164,8 @@ class MiniWoBEnv(AgentEnv):
         self.timeout_ms = timeout_ms
         self._pages = html_dir()
         self._select(self.task)
-        self.image_shape = (round(TASK_HEIGHT * self.scale), round(TASK_WIDTH * self.scale))
+        width, height = self.task.area
+        self.image_shape = (round(height * self.scale), round(width * self.scale))
         self.observation_space = observation_space(image_shape=self.image_shape)
         self._context: Any = None
         self._page: Any = None
@@ -168,7 +184,7 @@ class MiniWoBEnv(AgentEnv):
     def _select(self, task: Task) -> None:
         """Make `task` the one the next episode plays (a suite switches task at each reset)."""
         self.task = task
-        self.url = (self._pages / f"{task.name}.html").as_uri()
+        self.url = f"{ORIGIN}/{task.page}" if task.served else (self._pages / task.page).as_uri()
         self.step_ms = self._step_ms_option or task.step_ms or 1000
         self.max_steps = self._max_steps_option or math.ceil(task.time_limit_ms / self.step_ms)
 
@@ -213,6 +229,8 @@ class MiniWoBEnv(AgentEnv):
                 valid, feedback = False, str(exc)
             if self.clock == "stepped":
                 self._page.clock.run_for(self.step_ms)  # the action's share of page time
+            if self.task.served:
+                self._finish_loads()
         self._state = state = self._read()
         terminated = state.done
         truncated = not terminated and self._steps >= self.max_steps
@@ -256,7 +274,9 @@ class MiniWoBEnv(AgentEnv):
 
     def _open_episode(self, seed: int) -> None:
         self._close_context()
-        self._context = shared_pool(self.browsers).new_context(*VIEWPORT)
+        self._context = shared_pool(self.browsers).new_context(*(FLIGHT_VIEWPORT if self.task.served else VIEWPORT))
+        if self.task.served:  # after the pool's route that aborts non-file requests, so it comes first
+            self._context.route(f"{ORIGIN}/**", self._serve)
         page = self._context.new_page()
         page.set_default_timeout(self.timeout_ms)
         if self.clock == "stepped":
@@ -278,6 +298,24 @@ class MiniWoBEnv(AgentEnv):
         page.wait_for_function("() => WOB_TASK_READY !== false")
         self._page = page
 
+    def _finish_loads(self) -> None:
+        """Let a load the action started in a frame end (the wrapper scores a navigation away as -1
+        when the iframe's load event comes), so the step reads its outcome, not a race."""
+        self._page.wait_for_timeout(_LOAD_START_MS)
+        for frame in self._page.frames:
+            try:
+                frame.wait_for_load_state("load", timeout=self.timeout_ms)
+            except Exception:  # detached while loading: nothing left to wait for
+                pass
+
+    def _serve(self, route: Any) -> None:
+        """Answer a request to ORIGIN with the package file at its path (404 outside html/)."""
+        path = (self._pages / unquote(urlparse(route.request.url).path).lstrip("/")).resolve()
+        if path.is_relative_to(self._pages) and path.is_file():
+            route.fulfill(path=str(path))
+        else:
+            route.fulfill(status=404, body="not in the miniwob package")
+
     def _close_context(self) -> None:
         if self._context is not None:
             try:
@@ -288,12 +326,13 @@ class MiniWoBEnv(AgentEnv):
 
     def _read(self) -> PageState:
         # under the stepped clock no animation frame comes unless the clock runs: it just did
-        return read_state(self._page, settle_frames=0 if self.clock == "stepped" else 2)
+        return read_state(self._page, settle_frames=0 if self.clock == "stepped" else 2, area=self.task.area)
 
     def _point(self, x: float, y: float) -> tuple[float, float] | None:
         """Screenshot pixel (x, y) in page pixels, or None when it is outside the screenshot."""
         px, py = x / self.scale, y / self.scale
-        return (px, py) if 0 <= px < TASK_WIDTH and 0 <= py < TASK_HEIGHT else None
+        width, height = self.task.area
+        return (px, py) if 0 <= px < width and 0 <= py < height else None
 
     def _outside(self, what: str) -> str:
         return f"{what} is outside the {self.image_shape[1]}x{self.image_shape[0]} screenshot"
@@ -359,7 +398,7 @@ class MiniWoBEnv(AgentEnv):
             x, y = action.x / self.scale, action.y / self.scale
         else:
             target = next((e for e in state.elements if e.scroll is not None), None)
-            x, y = (target.x, target.y) if target else (TASK_WIDTH / 2, TASK_HEIGHT / 2)
+            x, y = (target.x, target.y) if target else (self.task.area[0] / 2, self.task.area[1] / 2)
         page.mouse.move(x, y)
         page.mouse.wheel(0, self.scroll_px if action.direction == "down" else -self.scroll_px)
         return True, ""
@@ -367,7 +406,8 @@ class MiniWoBEnv(AgentEnv):
     def _screenshot(self) -> np.ndarray:
         from PIL import Image
 
-        png = self._page.screenshot(type="png", clip={"x": 0, "y": 0, "width": TASK_WIDTH, "height": TASK_HEIGHT})
+        width, height = self.task.area
+        png = self._page.screenshot(type="png", clip={"x": 0, "y": 0, "width": width, "height": height})
         image = Image.open(io.BytesIO(png)).convert("RGB")
         if self.scale != 1.0:
             image = image.resize((self.image_shape[1], self.image_shape[0]), Image.BILINEAR)
@@ -378,7 +418,9 @@ class MiniWoBEnv(AgentEnv):
         image = self._screenshot()
         text = f"Task: {state.utterance}"
         if self.accessibility and not state.done:
-            text += "\nPage:\n" + self._page.locator("#area").aria_snapshot()
+            area = (self._page.frame_locator("#wrap").locator("body") if self.task.served
+                    else self._page.locator("#area"))
+            text += "\nPage:\n" + area.aria_snapshot()
         if feedback:
             text += f"\nLast action was invalid: {feedback}"
         anchor = f"{state.utterance}|{image_anchor(image)}"
@@ -445,12 +487,22 @@ def _suite_tasks(task: str | None, suite: str | Sequence[str] | None) -> tuple[s
     names = suite_tasks(suite) if isinstance(suite, str) else tuple(suite)
     if not names:
         raise ValueError("the suite is empty: give a suite name (envs.miniwob.SUITES) or a list of task names")
-    for name in names:
-        get_task(name)  # an unknown name fails here, with close names
+    areas = {get_task(name).area for name in names}  # an unknown name fails here, with close names
+    if len(areas) > 1:
+        raise ValueError("a MiniWoB suite plays one screenshot size, but these tasks have "
+                         + " and ".join(f"{w}x{h}" for w, h in sorted(areas))
+                         + " pages; play the FlightWoB tasks (375x667) in a suite of their own (suite='flight')")
     return names
 
 
 def _typing_candidates(utterance: str) -> list[str]:
-    """Strings worth typing: the utterance's quoted strings, else its capitalised words."""
+    """Strings worth typing: a JSON utterance's values (FlightWoB's query), else the utterance's
+    quoted strings, else its capitalised words."""
+    try:
+        fields = json.loads(utterance)
+    except ValueError:
+        fields = None
+    if isinstance(fields, dict):
+        return list(dict.fromkeys(str(v) for v in fields.values()))
     quoted = re.findall(r'"([^"]+)"', utterance)
     return quoted or re.findall(r"\b[A-Z][a-zA-Z]+\b", utterance)[1:]

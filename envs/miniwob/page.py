@@ -3,16 +3,14 @@
 One `page.evaluate` call per step returns everything (a round trip to the browser costs more than
 the scan). The scan is ours, not `core.getDOMInfo()`: that one walks every text fragment and is
 slow; agents here need only what can be clicked, typed into or scrolled, with the pixel centre a
-real mouse click would use.
+real mouse click would use. The scan goes into same-origin iframes (FlightWoB's airline page),
+giving their elements' positions in the top page's pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-#: The MiniWoB task area at the top-left of every (non-flight) page, in CSS pixels.
-TASK_WIDTH, TASK_HEIGHT = 160, 210
 
 _SCAN_JS = """
 async ([frames, W, H]) => {
@@ -24,49 +22,60 @@ async ([frames, W, H]) => {
   const controls = new Set(['INPUT', 'TEXTAREA', 'SELECT', 'BUTTON']);
   const labelled = new Set(['BUTTON', 'A', 'LABEL', 'OPTION', 'SUMMARY', 'H1', 'H2', 'H3', 'H4', 'LI']);
   const ep = 'e' + WOB_EPISODE_ID;
-  const active = document.activeElement;
+  let active = document.activeElement;  // inside a focused iframe: the element focused in it
+  while (active && active.tagName === 'IFRAME' && active.contentDocument) active = active.contentDocument.activeElement;
   const elements = [], shapes = [];
-  for (const el of document.body.querySelectorAll('*')) {
-    if (el.closest(outside)) continue;
-    if (el instanceof SVGElement) {
-      if (['rect', 'circle', 'polygon', 'text', 'ellipse', 'line', 'path'].includes(el.tagName))
-        shapes.push({tag: el.tagName, text: norm(el.textContent), fill: el.getAttribute('fill') || ''});
-      if (el.tagName !== 'svg') continue;
+  const scan = (doc, ox, oy) => {  // (ox, oy): where doc's viewport sits in the top page
+    for (const el of doc.body ? doc.body.querySelectorAll('*') : []) {
+      if (elements.length >= 80) return;
+      if (el.closest(outside)) continue;
+      if (el.tagName === 'IFRAME') {
+        const r = el.getBoundingClientRect();
+        let inner = null;
+        try { inner = el.contentDocument; } catch (e) {}  // another origin: not scanned
+        if (inner) scan(inner, ox + r.left + el.clientLeft, oy + r.top + el.clientTop);
+        continue;
+      }
+      if (el instanceof doc.defaultView.SVGElement) {
+        if (['rect', 'circle', 'polygon', 'text', 'ellipse', 'line', 'path'].includes(el.tagName))
+          shapes.push({tag: el.tagName, text: norm(el.textContent), fill: el.getAttribute('fill') || ''});
+        if (el.tagName !== 'svg') continue;
+      }
+      const r = el.getBoundingClientRect();
+      if (r.width < 1 || r.height < 1) continue;
+      const st = doc.defaultView.getComputedStyle(el);
+      if (st.visibility !== 'visible' || st.display === 'none' || st.opacity === '0') continue;
+      // where a click reaches it: the centre, else (partly covered by another element) the centre of
+      // a quarter or a point near an edge; none of them: covered, or clipped away
+      let x = null, y = null;
+      for (const [fx, fy] of POINTS) {
+        const px = r.left + r.width * fx, py = r.top + r.height * fy;
+        if (px + ox < 0 || py + oy < 0 || px + ox >= W || py + oy >= H) continue;
+        const hit = doc.elementFromPoint(px, py);
+        if (hit && (hit === el || el.contains(hit))) { x = px + ox; y = py + oy; break; }
+      }
+      if (x === null) continue;
+      let text = '';
+      if (el.tagName === 'INPUT') text = ['button', 'submit', 'reset'].includes(el.type) ? el.value : '';
+      else if (labelled.has(el.tagName) && !(el.tagName === 'LI' && el.children.length)) text = norm(el.innerText);
+      else if (![...el.children].some(c => norm(c.textContent))) text = norm(el.innerText);
+      const scrollable = el.scrollHeight > el.clientHeight + 1 &&
+          (el.tagName === 'TEXTAREA' || ['auto', 'scroll'].includes(st.overflowY));
+      const pointer = st.cursor === 'pointer';
+      if (!text && !controls.has(el.tagName) && !scrollable && !pointer && el.tagName !== 'svg') continue;
+      const cls = typeof el.className === 'string' ? el.className : '';
+      const pcls = el.parentElement && typeof el.parentElement.className === 'string' ? el.parentElement.className : '';
+      elements.push({
+        tag: el.tagName.toLowerCase(), type: el.type || '', text: text.slice(0, 200), id: el.id, cls, pcls,
+        x, y, w: r.width, h: r.height, focused: el === active,
+        value: 'value' in el && typeof el.value === 'string' ? el.value : '', checked: !!el.checked,
+        tampered: el.dataset ? el.dataset.tampered === ep : false,
+        scroll: scrollable ? [el.scrollTop, el.scrollHeight - el.clientHeight] : null,
+        datatype: el.getAttribute('data-type') || '',
+      });
     }
-    const r = el.getBoundingClientRect();
-    if (r.width < 1 || r.height < 1) continue;
-    const st = getComputedStyle(el);
-    if (st.visibility !== 'visible' || st.display === 'none' || st.opacity === '0') continue;
-    // where a click reaches it: the centre, else (partly covered by another element) the centre of
-    // a quarter or a point near an edge; none of them: covered, or clipped away
-    let x = null, y = null;
-    for (const [fx, fy] of POINTS) {
-      const px = r.left + r.width * fx, py = r.top + r.height * fy;
-      if (px < 0 || py < 0 || px >= W || py >= H) continue;
-      const hit = document.elementFromPoint(px, py);
-      if (hit && (hit === el || el.contains(hit))) { x = px; y = py; break; }
-    }
-    if (x === null) continue;
-    let text = '';
-    if (el.tagName === 'INPUT') text = ['button', 'submit', 'reset'].includes(el.type) ? el.value : '';
-    else if (labelled.has(el.tagName) && !(el.tagName === 'LI' && el.children.length)) text = norm(el.innerText);
-    else if (![...el.children].some(c => norm(c.textContent))) text = norm(el.innerText);
-    const scrollable = el.scrollHeight > el.clientHeight + 1 &&
-        (el.tagName === 'TEXTAREA' || ['auto', 'scroll'].includes(st.overflowY));
-    const pointer = st.cursor === 'pointer';
-    if (!text && !controls.has(el.tagName) && !scrollable && !pointer && el.tagName !== 'svg') continue;
-    const cls = typeof el.className === 'string' ? el.className : '';
-    const pcls = el.parentElement && typeof el.parentElement.className === 'string' ? el.parentElement.className : '';
-    elements.push({
-      tag: el.tagName.toLowerCase(), type: el.type || '', text: text.slice(0, 200), id: el.id, cls, pcls,
-      x, y, w: r.width, h: r.height, focused: el === active,
-      value: 'value' in el && typeof el.value === 'string' ? el.value : '', checked: !!el.checked,
-      tampered: el.dataset ? el.dataset.tampered === ep : false,
-      scroll: scrollable ? [el.scrollTop, el.scrollHeight - el.clientHeight] : null,
-      datatype: el.getAttribute('data-type') || '',
-    });
-    if (elements.length >= 80) break;
-  }
+  };
+  scan(document, 0, 0);
   // the natural-language email tasks return {utterance, fields} outside their test data mode
   const utterance = core.getUtterance();
   const editable = !!active && active !== document.body && (active.isContentEditable ||
@@ -128,12 +137,13 @@ class PageState:
         return None
 
 
-def read_state(page: Any, settle_frames: int = 2) -> PageState:
-    """Scan the page (after `settle_frames` animation frames) into a `PageState`.
+def read_state(page: Any, settle_frames: int = 2, area: tuple[int, int] = (160, 210)) -> PageState:
+    """Scan the page (after `settle_frames` animation frames) into a `PageState`, keeping the
+    elements a click inside the task `area` (width, height from the top-left) can reach.
 
     Under a paused page clock no animation frame comes: pass settle_frames=0 there (the env has
     already run the clock forward)."""
-    raw = page.evaluate(_SCAN_JS, [settle_frames, TASK_WIDTH, TASK_HEIGHT])
+    raw = page.evaluate(_SCAN_JS, [settle_frames, *area])
     elements = tuple(Element(**{**e, "scroll": tuple(e["scroll"]) if e["scroll"] else None})
                      for e in raw["elements"])
     return PageState(done=raw["done"], reward=float(raw["reward"]), raw_reward=float(raw["raw"]),
