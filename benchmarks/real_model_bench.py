@@ -114,7 +114,8 @@ def expert_rows(policy: Any, compact: bool, n: int) -> list[Any]:
     with EnvPool("sokoban", num_envs=16, num_workers=0) as pool:
         steps = collect(pool, ExpertPolicy(prompt.action_format), list(range(16)), 1, prompt=prompt).steps
     tok = policy.tokenizer
-    rows = [Row(chat_prompt_ids(tok, s.messages), response_ids_for(tok, s.response), advantage=(-1.0) ** k) for k, s in enumerate(steps[:n])]
+    rows = [Row(chat_prompt_ids(tok, s.messages), response_ids_for(tok, s.response), advantage=(-1.0) ** k)
+            for k, s in enumerate(steps[:n])]
     with torch.no_grad():
         for r in rows:
             lp, _, _ = sequence_logprobs(policy.model, [r.prompt_ids], [r.response_ids], policy.pad_token_id)

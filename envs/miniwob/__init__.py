@@ -25,9 +25,10 @@ def register_all() -> None:
     for name, task in TASKS.items():
         timing = "" if task.timing == "static" else f", {task.timing} (stepped clock by default)"
         solver = ", scripted solver" if task.solver else ""
+        group = "FlightWoB: an airline's search form in a 375x667 iframe" if task.group == "flight" else task.group
         register(f"miniwob.{name}", "envs.miniwob.env:MiniWoBEnv", task=name, tags=task.tags + in_suites[name],
                  description=f"MiniWoB++ {name} in Chromium: {task.kind}, {task.time_limit_ms // 1000} s limit, "
-                             f"{task.group}{timing}{solver}.")
+                             f"{group}{timing}{solver}.")
     register("miniwob-suite", "envs.miniwob.env:MiniWoBEnv", task=None, suite="scripted", tags=("miniwob", "suite"),
              description="A MiniWoB++ suite in Chromium, the task picked by the seed: suite=" + "|".join(SUITES)
                          + " or a list of tasks.")
