@@ -11,6 +11,9 @@ from typing import Any, Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from algos.memory import return_freed_memory
+
+    return_freed_memory()  # before any tensor: training's peak memory is then what it uses (algos/memory.py)
     try:
         return _run(argv)
     except BrokenPipeError:  # `groupwise envs | head`: the reader has gone, so nothing is left to say

@@ -7,6 +7,8 @@ trainer uses for that model) and runs the job once:
 - sft: one SFT step (`algos.sft.train_sft`, one minibatch of --sft-rows rows);
 - rl: one RL update (`RLTrainer.update`, one minibatch of --rows rows, entropy bonus on so the
   entropy path runs too, plain forward without the shared prefix for both).
+Every variant but "old" runs with glibc's mmap threshold fixed, as `groupwise` does at start
+(algos/memory.py), so freed activations leave the process.
 It reports the peak RSS of the job (the kernel's high-water mark, reset just before it), the peak
 above the RSS before it, the seconds and rows/s. Ratios old / new come from runs made side by side
 in one invocation. Generation tokens/s of the hf and vllm backends on the same models are measured
@@ -142,6 +144,10 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
     from algos.rl import RLTrainer
 
     torch.manual_seed(0)
+    if variant != "old":  # as `groupwise` does at start (algos/memory.py); "old" is the forward it had
+        from algos.memory import return_freed_memory
+
+        return_freed_memory()
     forward, checkpointing, budget = VARIANTS[variant]
     policy, compact, cfg = load(model, checkpointing, Path(tempfile.mkdtemp(prefix="real-model-bench-")))
     if forward == "old":
