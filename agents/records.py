@@ -77,7 +77,7 @@ class Trajectory:
             s.episode_return = self.episode_return
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self, dict_factory=_without_pixels)
+        return asdict(self, dict_factory=json_fields)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Trajectory":
@@ -150,7 +150,9 @@ def read_jsonl(path: str | Path) -> list[Trajectory]:
 _PNG_URI = "data:image/png;base64,"
 
 
-def _without_pixels(items: list[tuple[str, Any]]) -> dict[str, Any]:
+def json_fields(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """A record's (name, value) fields as JSON keeps them: without StepRecord.pixel_inputs, the
+    tensors training reuses (the chat's frames are what is written)."""
     return {k: v for k, v in items if k != "pixel_inputs"}
 
 

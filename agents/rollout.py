@@ -266,7 +266,8 @@ class _Play:
             observation=self.observations[i]["text"], done=bool(terminated or truncated),
             truncated_response=gen.truncated,
             info={k: info[k] for k in _KEPT_INFO if k in info},
-            probe=d.probe, components=_components(info), pixel_inputs=(gen.pixel_inputs or None) if self.keep_pixels else None,
+            probe=d.probe, components=_components(info),
+            pixel_inputs=(gen.pixel_inputs or None) if self.keep_pixels else None,
         ))
         self.observations[i], self.infos[i] = obs, info
         if terminated or truncated:

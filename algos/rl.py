@@ -57,7 +57,6 @@ class RLTrainer:
         #: the last iteration's trajectories and what the estimator computed for them, kept until
         #: the next one so the loop can save them (algos/saved_rollouts.py) without recomputing
         self.last_batch: tuple[list[Trajectory], ScoredBatch] | None = None
-        self._filler: Row | None = None  # a row this rank played, for zero-weight micro-batches
 
     @property
     def group_size(self) -> int:
@@ -196,8 +195,8 @@ class RLTrainer:
         need_ref = self.ref_model is not None and self.cfg.loss.kl_coef > 0
         need_entropy = self.cfg.loss.epo.enabled
         mine = [r for r in rows if r.local]
-        for r in mine:
-            if not need_old:
+        if not need_old:
+            for r in mine:
                 r.old_logprobs = torch.tensor(r.rollout_logprobs, dtype=torch.float32)
         ent_sum: dict[int, float] = {}
         ent_n: dict[int, float] = {}
@@ -236,7 +235,7 @@ class RLTrainer:
             self.policy.sleep()
         self.train_model.train()
         rng = random.Random(stream(self.cfg.seed, "minibatches", iteration))
-        self._filler = next((r for r in rows if r.local), rows[0])  # see _local_micro_batches
+        filler = next((r for r in rows if r.local), rows[0])  # see _local_micro_batches
         sums: dict[str, float] = {}
         n_steps = 0
         phase = 1.0
@@ -244,7 +243,7 @@ class RLTrainer:
             phase = epo_phase_weight(iteration, max(cfg.iterations, 1))
         for _ in range(cfg.ppo_epochs):
             for mb in minibatches(rows, cfg.minibatch_size, rng, by_prompt=cfg.shared_prefix):
-                stats = self._minibatch_step(mb, loss_cfg, phase)
+                stats = self._minibatch_step(mb, loss_cfg, filler, phase)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_steps += 1
@@ -263,18 +262,18 @@ class RLTrainer:
         if hasattr(self.policy, "load_weights_from"):
             self.policy.load_weights_from(self.model)
 
-    def _local_micro_batches(self, mb: list[Row]) -> list[tuple[list[Row], bool]]:
+    def _local_micro_batches(self, mb: list[Row], filler: Row) -> list[tuple[list[Row], bool]]:
         """This rank's micro-batches of the minibatch (the rows it played), as (rows, real); `real`
-        False marks a zero-weight filler on a row of its own that keeps the ranks' collective
-        counts equal."""
+        False marks a zero-weight one on `filler` (a row this rank played) that keeps the ranks'
+        collective counts equal."""
         size, budget = self.cfg.rl.micro_batch_size, self.cfg.rl.max_tokens_per_micro_batch
         if not dist.context().active:
             return [(m, True) for m in micro_batches(mb, size, budget)]
         micros = [(m, True) for m in micro_batches([r for r in mb if r.local], size, budget)]
         count = max(dist.all_gather_objects(len(micros)))
-        return micros + [([self._filler], False)] * (count - len(micros))
+        return micros + [([filler], False)] * (count - len(micros))
 
-    def _minibatch_step(self, mb: list[Row], loss_cfg: Any, phase: float = 1.0) -> dict[str, float]:
+    def _minibatch_step(self, mb: list[Row], loss_cfg: Any, filler: Row, phase: float = 1.0) -> dict[str, float]:
         # GSPO and SAPO aggregate seq-mean-token-mean whatever loss.agg says (algorithms.md B.8);
         # the entropy and KL terms follow the same aggregation so one micro-batch weight fits all
         agg = policy_loss_agg(loss_cfg.name, loss_cfg.agg)
@@ -284,7 +283,7 @@ class RLTrainer:
         world = dist.context().world
         self.optimizer.zero_grad(set_to_none=True)
         acc: dict[str, float] = {}
-        local = self._local_micro_batches(mb)
+        local = self._local_micro_batches(mb, filler)
         for i, (micro, real) in enumerate(local):
             # DDP: only the last backward of the minibatch all-reduces (every rank runs as many)
             no_sync = getattr(self.train_model, "no_sync", None) if i < len(local) - 1 else None

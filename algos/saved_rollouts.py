@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.records import Trajectory, write_jsonl
+from agents.records import Trajectory, json_fields, write_jsonl
 from algos.advantage_rows import ScoredBatch
 from algos.registry import advantage_terms, step_groups
 from algos.train_config import TrainConfig
@@ -59,14 +59,9 @@ class _Line:
         # Trajectory.to_json's asdict deep-copies every chat and id list; JSON needs no copy, and
         # shallow dicts make the writer ~3x faster (records hold no nested dataclass below steps)
         data = {**self.head, **vars(self.traj)}
-        data["steps"] = [{**_json_fields(step), **extra} for step, extra in zip(self.traj.steps, self.per_step)]
+        data["steps"] = [{**json_fields(vars(step).items()), **extra}
+                         for step, extra in zip(self.traj.steps, self.per_step)]
         return data
-
-
-def _json_fields(step: Any) -> dict[str, Any]:
-    fields = dict(vars(step))
-    fields.pop("pixel_inputs", None)  # tensors the trainer reuses; the frames in the chat are what is kept
-    return fields
 
 
 def save_rollouts(out_dir: str | Path, iteration: int, trajectories: list[Trajectory], scored: ScoredBatch,

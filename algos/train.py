@@ -329,12 +329,12 @@ def _run_iterations(cfg: TrainConfig, trainer: Any, policy: Any, eval_pool: Any,
                 history[key] = history.get(key, 0.0) + metrics.get(metric, 0.0)
             if rollouts_due(cfg, done) and trainer.last_batch is not None:
                 gather_chats(trainer.last_batch[0])  # every rank sends rank 0 the chats it played
-            if dist.is_main() and rollouts_due(cfg, done) and trainer.last_batch is not None:
-                t_save = time.perf_counter()
-                path = save_rollouts(ckpt_dir.parent, done, *trainer.last_batch, cfg)
-                metrics["time/save_rollouts"] = time.perf_counter() - t_save
-                if tracker is not None:
-                    tracker.log_samples(done, read_rollouts(path))
+                if dist.is_main():
+                    t_save = time.perf_counter()
+                    path = save_rollouts(ckpt_dir.parent, done, *trainer.last_batch, cfg)
+                    metrics["time/save_rollouts"] = time.perf_counter() - t_save
+                    if tracker is not None:
+                        tracker.log_samples(done, read_rollouts(path))
             trainer.last_batch = None  # not held through the evaluation and the next collection
             if done % cfg.eval.every == 0 or done == cfg.rl.iterations:
                 ev = _evaluate(policy, eval_pool, prompt, cfg, history, done)

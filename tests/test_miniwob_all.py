@@ -265,7 +265,8 @@ def test_flightwob_scores_the_submitted_form_as_the_wrapper_does(site, submit):
         assert not terminated and any(e.focused for e in env._state.elements)
         assert f'type({quote(str(fields["Departure City"]))})' in info["admissible_actions"]
         obs, reward, terminated, _, info = env.step('type("abc")')
-        assert info["valid_action"] and any(e.focused and e.value.endswith("abc") for e in env._state.elements)  # typed in the iframe
+        # typed into the focused field inside the iframe
+        assert info["valid_action"] and any(e.focused and e.value.endswith("abc") for e in env._state.elements)
         request = env._page.evaluate("core.currentQuestion.request")
         wrong = next(k for k, v in request.items() if v)  # one field off: the share of the others
         _fill_form(env, {**request, wrong: request[wrong] + "x"})
