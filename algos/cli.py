@@ -11,9 +11,6 @@ from typing import Any, Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from algos.memory import return_freed_memory
-
-    return_freed_memory()  # before any tensor: training's peak memory is then what it uses (algos/memory.py)
     try:
         return _run(argv)
     except BrokenPipeError:  # `groupwise envs | head`: the reader has gone, so nothing is left to say
@@ -351,7 +348,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                    image_history=args.image_history)
     with open_pool(args, args.env, max(min(ev.episodes * ev.samples_per_task, 128), ev.samples_per_task),
                    cfg.env.options()) as pool:
-        metrics, outcomes = evaluate(policy, pool, prompt, cfg)
+        metrics, outcomes = evaluate(policy, pool, prompt, cfg, progress=True)
     report = {"env": args.env, "policy": args.policy, "episodes": ev.episodes, "first_seed": ev.seed,
               "env_kwargs": env_kwargs, **{k: round(float(v), 4) for k, v in metrics.items()}}
     if args.out:  # every task's outcome, for paired comparisons (benchmarks/eval_report.py)

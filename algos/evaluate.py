@@ -17,14 +17,16 @@ from algos.train_config import TrainConfig
 from envs.seeds import eval_task_seeds, stream
 
 
-def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig) -> tuple[dict[str, float], dict[str, list]]:
+def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig,
+             progress: bool = False) -> tuple[dict[str, float], dict[str, list]]:
     """One episode on each evaluation task (`eval.seed` .. + `eval.episodes` - 1, in envs.seeds'
     evaluation range; `pool` holds the env's evaluation split where it has one).
 
     Returns the metrics (success, return, steps, success per task type, over the episodes whose env
     did not fail; "failed_episodes" counts those that did) and the outcome of every task in task
     order, {"seed", "success", "return", "failed"}: the mean over its `eval.samples_per_task`
-    episodes that played (null if none did), so two policies can be compared task by task."""
+    episodes that played (null if none did), so two policies can be compared task by task.
+    `progress` shows a bar of finished episodes."""
     ev = cfg.eval
     k = ev.samples_per_task
     seeds = eval_task_seeds(ev.seed, ev.episodes)
@@ -38,7 +40,8 @@ def evaluate(policy: Any, pool: Any, prompt: PromptBuilder, cfg: TrainConfig) ->
     for chunk, start in enumerate(range(lo, hi, per_call)):
         sampling = SamplingParams(temperature=ev.temperature, max_new_tokens=cfg.rl.max_new_tokens, greedy=ev.greedy,
                                   seed=stream(cfg.seed, "eval_sampling", chunk, dist.context().rank))
-        trajs += collect(pool, policy, seeds[start:min(start + per_call, hi)], k, sampling, prompt).trajectories
+        trajs += collect(pool, policy, seeds[start:min(start + per_call, hi)], k, sampling, prompt,
+                         progress=progress and dist.is_main()).trajectories
     trajs = [t for part in dist.all_gather_objects(trajs) for t in part]
     played = [t for t in trajs if t.error is None]  # an env that failed says nothing of the policy
     n = max(len(played), 1)

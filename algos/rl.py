@@ -20,6 +20,7 @@ from agents.records import Trajectory
 from agents.rollout import Rollout
 from algos import distributed as dist
 from algos.batching import Row, micro_batches, minibatches, pixel_kwargs
+from algos.memory import training_memory
 from algos.losses import (agg_loss, epo_phase_weight, epo_regularizer, low_var_kl, policy_loss, policy_loss_agg,
                           value_loss)
 from algos.advantage_rows import (ScoredBatch, estimator_options, healthy_steps, informative_groups,
@@ -339,20 +340,21 @@ class RLTrainer:
         t0 = time.perf_counter()
         trajectories, rollout_metrics = self.collect_batch(iteration)
         t1 = time.perf_counter()
-        values = self.critic_values(trajectories) if self.critic is not None else None
-        scored = score_batch(trajectories, self.cfg, values)
-        self.last_batch = (trajectories, scored)
-        rows, adv_stats = rows_from_scored(scored, self.cfg, dist.context().rank)
-        turn_entropy = self.attach_logprobs(rows)
-        if turn_entropy:
-            self.entropy_history.append(turn_entropy)
-        t2 = time.perf_counter()
-        upd: dict[str, float] = {}
-        if self.critic is not None and rows:
-            upd.update(self.update_critic(rows, iteration))
-        warming = self.critic is not None and iteration < self.options.critic_warmup
-        if rows and not warming:
-            upd.update(self.update(rows, iteration))
+        with training_memory():  # freed activations leave the process (algos/memory.py)
+            values = self.critic_values(trajectories) if self.critic is not None else None
+            scored = score_batch(trajectories, self.cfg, values)
+            self.last_batch = (trajectories, scored)
+            rows, adv_stats = rows_from_scored(scored, self.cfg, dist.context().rank)
+            turn_entropy = self.attach_logprobs(rows)
+            if turn_entropy:
+                self.entropy_history.append(turn_entropy)
+            t2 = time.perf_counter()
+            upd: dict[str, float] = {}
+            if self.critic is not None and rows:
+                upd.update(self.update_critic(rows, iteration))
+            warming = self.critic is not None and iteration < self.options.critic_warmup
+            if rows and not warming:
+                upd.update(self.update(rows, iteration))
         t3 = time.perf_counter()
         tokens = sum(r.length for r in rows)
         m = {f"rollout/{k}": v for k, v in rollout_metrics.items()}

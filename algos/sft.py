@@ -20,6 +20,7 @@ from agents.rollout import collect
 from agents.simple import ExpertPolicy
 from algos import distributed as dist
 from algos.batching import Row, chat_prompt_ids, micro_batches, minibatches, pixel_kwargs, response_ids_for
+from algos.memory import training_memory
 
 
 def collect_expert_steps(pool: Any, prompt: PromptBuilder, task_seeds: Sequence[int], noise: float, noise_seed: int,
@@ -78,20 +79,21 @@ def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epoch
     losses: list[float] = []
     tokens, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, desc="sft", disable=not progress or not dist.is_main())
-    for _ in range(epochs):
-        for mb in minibatches(rows, batch_size, rng):
-            opt.zero_grad(set_to_none=True)
-            if ctx.active:
-                loss = _distributed_backward(model, tokenizer.pad_token_id, mb)
-            else:
-                loss = _accumulate(model, tokenizer.pad_token_id, mb, max_tokens_per_micro_batch)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            tokens += sum(len(r.response_ids) for r in mb)
-            bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    with training_memory():
+        for _ in range(epochs):
+            for mb in minibatches(rows, batch_size, rng):
+                opt.zero_grad(set_to_none=True)
+                if ctx.active:
+                    loss = _distributed_backward(model, tokenizer.pad_token_id, mb)
+                else:
+                    loss = _accumulate(model, tokenizer.pad_token_id, mb, max_tokens_per_micro_batch)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+                tokens += sum(len(r.response_ids) for r in mb)
+                bar.update(1)
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     bar.close()
     model.eval()
     tail = losses[-max(1, len(losses) // 10):]

@@ -293,7 +293,7 @@ def _evaluate(policy: Any, eval_pool: Any, prompt: Any, cfg: TrainConfig, histor
     """Evaluate; keep the metrics and every task's outcome in the run's history."""
     from algos.evaluate import evaluate
 
-    ev, outcomes = evaluate(policy, eval_pool, prompt, cfg)
+    ev, outcomes = evaluate(policy, eval_pool, prompt, cfg, progress=cfg.progress)
     history["eval"].append({"iteration": iteration, **ev})
     history.setdefault("eval_tasks", {})[str(iteration)] = outcomes
     return ev

@@ -7,8 +7,8 @@ trainer uses for that model) and runs the job once:
 - sft: one SFT step (`algos.sft.train_sft`, one minibatch of --sft-rows rows);
 - rl: one RL update (`RLTrainer.update`, one minibatch of --rows rows, entropy bonus on so the
   entropy path runs too, plain forward without the shared prefix for both).
-Every variant but "old" runs with glibc's mmap threshold fixed, as `groupwise` does at start
-(algos/memory.py), so freed activations leave the process.
+Every variant but "old" runs the job inside `algos.memory.training_memory`, as the trainer does, so
+freed activations leave the process; "old" runs with glibc's own threshold, as groupwise did.
 It reports the peak RSS of the job (the kernel's high-water mark, reset just before it), the peak
 above the RSS before it, the seconds and rows/s. Ratios old / new come from runs made side by side
 in one invocation. Generation tokens/s of the hf and vllm backends on the same models are measured
@@ -138,16 +138,16 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
 
     import torch
 
+    import algos.memory
     import algos.rl
     import algos.sft
     from algos.config import apply_overrides
+    from algos.memory import training_memory
     from algos.rl import RLTrainer
 
     torch.manual_seed(0)
-    if variant != "old":  # as `groupwise` does at start (algos/memory.py); "old" is the forward it had
-        from algos.memory import return_freed_memory
-
-        return_freed_memory()
+    if variant == "old":  # what groupwise had: glibc's own threshold (algos/memory.py)
+        algos.memory._glibc = lambda: None
     forward, checkpointing, budget = VARIANTS[variant]
     policy, compact, cfg = load(model, checkpointing, Path(tempfile.mkdtemp(prefix="real-model-bench-")))
     if forward == "old":
@@ -164,7 +164,9 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
     else:
         cfg = apply_overrides(cfg, [f"rl.minibatch_size={n}", f"rl.micro_batch_size={n}", "rl.shared_prefix=false",
                                     "loss.entropy_coef=0.001", f"rl.max_tokens_per_micro_batch={budget or 'null'}"])
-        RLTrainer(cfg, policy, pool=None, prompt=None).update(rows, iteration=0)
+        trainer = RLTrainer(cfg, policy, pool=None, prompt=None)
+        with training_memory():  # as RLTrainer.iteration does
+            trainer.update(rows, iteration=0)
     seconds = time.perf_counter() - t0
     trainable = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
     return {"model": model, "variant": variant, "job": job, "rows": n, "vocab": policy.model.config.vocab_size,

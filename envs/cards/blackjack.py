@@ -48,7 +48,7 @@ class BlackjackEnv(_CardGameEnv):
 
     ACTIONS = ("stand", "hit")
     instructions = (
-        "Blackjack: the image shows the dealer's cards (one face down) and yours. Get closer to 21 than the "
+        "Blackjack: you see the dealer's cards (one face down) and yours. Get closer to 21 than the "
         "dealer without going over. Number cards count their number, J, Q and K count 10, an ace 1 or 11. "
         "Each turn choose 'hit' (take a card) or 'stand' (stop; the dealer then draws to 17 or more). "
         "Win +1, draw 0, lose -1; going over 21 loses at once."

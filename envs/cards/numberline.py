@@ -19,7 +19,7 @@ class NumberLineEnv(_CardGameEnv):
 
     ACTIONS = ("-", "+")
     instructions = (
-        "NumberLine: the image shows a target number and a current number on a line. Move the current "
+        "NumberLine: a target number and a current number lie on a line (drawn or written). Move the current "
         "number to the target by adding one ('+') or subtracting one ('-') each turn. Reaching the target "
         "earns +1 and ends the game; a move that does not bring the current number closer costs -1."
     )
