@@ -395,3 +395,21 @@ def test_gemma3_270m_needs_a_template_and_generates_with_chatml(monkeypatch):
     assert policy.tokenizer.decode(ids[1:]).startswith("<|im_start|>user\nPush the box")
     g = policy.generate([REQ], SamplingParams(max_new_tokens=4, greedy=True))[0]
     assert 1 <= len(g.response_ids) <= 4 and all(lp <= 0 for lp in g.logprobs)
+
+
+@needs_smol
+def test_the_shipped_smollm2_config_passes_every_check_with_the_package_folder():
+    """benchmarks/configs/smollm2-numberline.yaml as its header runs it (--model <package folder>):
+    every key valid, the env's options taken, evaluation apart from SFT and training tasks."""
+    from algos.config import build_config
+    from algos.train_checks import check_config, check_model
+    from algos.train_config import TrainConfig
+    from envs import make
+
+    path = Path(__file__).parent.parent / "benchmarks" / "configs" / "smollm2-numberline.yaml"
+    cfg = build_config(TrainConfig, str(path), [f"model.path={SMOL}"])
+    check_model(cfg)
+    check_config(cfg)
+    assert (cfg.env.id, cfg.model.gguf_file, cfg.sft.noise) == ("numberline", SMOL_GGUF, 1.0)
+    obs, _ = make(cfg.env.id, **cfg.env.options()).reset(seed=0)
+    assert "between 0 and 7" in obs["text"]
