@@ -60,7 +60,8 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
     template = cfg.model.chat_template.strip() or None
     try:
         if cfg.model.path:
-            policy = HFPolicy(cfg.model.path, gguf_file=cfg.model.gguf_file.strip() or None, chat_template=template)
+            policy = HFPolicy(cfg.model.path, gguf_file=cfg.model.gguf_file.strip() or None, chat_template=template,
+                              dtype=cfg.model.dtype)
             use_lora = cfg.model.lora != "off"
         else:
             from agents.tiny import ensure_tiny_model, env_corpus

@@ -79,18 +79,23 @@ def smollm2_folder() -> Path | None:
 #: variant -> (log-prob function, model.gradient_checkpointing, token budget per micro-batch): what
 #: groupwise had, the chunked LM head alone, with the trainer's default checkpointing (on for loaded
 #: models), and with micro-batches of at most 2,048 padded tokens too
-VARIANTS = {"old": ("old", "off", None), "chunked": ("new", "off", None), "new": ("new", "auto", None),
-            "new-2k": ("new", "auto", 2048)}  # ... and micro-batches of at most 2,048 padded tokens
+VARIANTS = {"old": ("old", "off", None, "float32"), "chunked": ("new", "off", None, "float32"),
+            "new": ("new", "auto", None, "float32"),
+            "new-2k": ("new", "auto", 2048, "float32"),  # ... and micro-batches of at most 2,048 padded tokens
+            "new-bf16": ("new", "auto", None, "bfloat16"),  # ... with the frozen weights in bfloat16
+            "bf16-nockpt": ("new", "off", None, "bfloat16")}  # ... without gradient checkpointing
+#: variants for loaded models only (the tiny model trains all its weights, so it stays float32)
+LOADED_ONLY = {"new-bf16", "bf16-nockpt"}
 
 
-def load(model: str, checkpointing: str, out: Path) -> tuple[Any, bool, Any]:
+def load(model: str, checkpointing: str, dtype: str, out: Path) -> tuple[Any, bool, Any]:
     """(policy, compact prompt, config) for "tiny" or "smollm2", set up as `groupwise train` sets it
     up (LoRA on for the loaded model, full training for the tiny one)."""
     from algos.config import apply_overrides
     from algos.policy_setup import load_policy
     from algos.train_config import TrainConfig
 
-    overrides = [f"model.gradient_checkpointing={checkpointing}"]
+    overrides = [f"model.gradient_checkpointing={checkpointing}", f"model.dtype={dtype}"]
     if model == "smollm2":
         folder = smollm2_folder()
         if folder is None:
@@ -148,8 +153,8 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
     torch.manual_seed(0)
     if variant == "old":  # what groupwise had: glibc's own threshold (algos/memory.py)
         algos.memory._glibc = lambda: None
-    forward, checkpointing, budget = VARIANTS[variant]
-    policy, compact, cfg = load(model, checkpointing, Path(tempfile.mkdtemp(prefix="real-model-bench-")))
+    forward, checkpointing, budget, dtype = VARIANTS[variant]
+    policy, compact, cfg = load(model, checkpointing, dtype, Path(tempfile.mkdtemp(prefix="real-model-bench-")))
     if forward == "old":
         algos.rl.sequence_logprobs = algos.sft.sequence_logprobs = old_sequence_logprobs
     rows = expert_rows(policy, compact, max(rows_n, sft_rows))
@@ -169,7 +174,7 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
             trainer.update(rows, iteration=0)
     seconds = time.perf_counter() - t0
     trainable = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
-    return {"model": model, "variant": variant, "job": job, "rows": n, "vocab": policy.model.config.vocab_size,
+    return {"model": model, "variant": variant, "dtype": dtype, "job": job, "rows": n, "vocab": policy.model.config.vocab_size,
             "checkpointing": bool(getattr(policy.model, "is_gradient_checkpointing", False)),
             "trainable_params": trainable, "tokens": sum(len(r.prompt_ids) + len(r.response_ids) for r in rows),
             "seconds": round(seconds, 2), "rows_per_s": round(n / seconds, 2),
@@ -181,7 +186,7 @@ def run(models: Sequence[str], rows_n: int, sft_rows: int) -> list[dict[str, Any
     results = []
     for model in models:
         for job in ("sft", "rl"):
-            for variant in VARIANTS:
+            for variant in (v for v in VARIANTS if model != "tiny" or v not in LOADED_ONLY):
                 cmd = [sys.executable, __file__, "--child", model, variant, job, "--rows", str(rows_n),
                        "--sft-rows", str(sft_rows)]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -198,7 +203,9 @@ def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
              "each in a fresh process, the model set up as `groupwise train` sets it up (LoRA for SmolLM2). "
              "Variants: **old** = the full-softmax forward groupwise had, no checkpointing; **chunked** = the LM "
              "head on response positions in checkpointed chunks (agents/lm_head.py); **new** = chunked + the "
-             "default gradient checkpointing (on for loaded models). Peak = the kernel's RSS high-water mark "
+             "default gradient checkpointing (on for loaded models); **new-2k** = new + micro-batches of at most "
+             "2,048 padded tokens; **new-bf16** = new with the frozen weights in bfloat16 (model.dtype=bfloat16, LoRA "
+             "adapters and log-probs float32; loaded models only); **bf16-nockpt** = that without checkpointing. Peak = the kernel's RSS high-water mark "
              "during the job; 'above' = peak minus the RSS just before it (model and rows loaded).", "",
              "| model | vocab | job | rows | tokens | variant | peak RSS GB | above GB | seconds | rows/s | "
              "memory above vs old | speed vs old |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
