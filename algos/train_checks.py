@@ -25,11 +25,10 @@ def check_model(cfg: TrainConfig) -> None:
     except ChatTemplateError as exc:
         raise ConfigError(str(exc)) from None
     if m.dtype == "bfloat16" and (not m.path.strip() or m.lora == "off"):
-        raise ConfigError(
-            "model.dtype=bfloat16 is for a loaded model trained with LoRA (its adapters stay float32); "
-            + ("the tiny model built here trains all its weights, " if not m.path.strip() else "with model.lora=off ")
-            + "and AdamW steps on bfloat16 weights lose small updates. Use model.dtype=float32"
-            + ("." if not m.path.strip() else ", or model.lora=on."))
+        why, fix = (("the tiny model built here trains all its weights", "model.dtype=float32.") if not m.path.strip()
+                    else ("with model.lora=off", "model.dtype=float32, or model.lora=on."))
+        raise ConfigError(f"model.dtype=bfloat16 is for a loaded model trained with LoRA (its adapters stay float32); "
+                          f"{why}, and AdamW steps on bfloat16 weights lose small updates. Use {fix}")
     if not m.path.strip():
         if m.gguf_file.strip():
             raise ConfigError(

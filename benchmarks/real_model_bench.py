@@ -76,16 +76,15 @@ def smollm2_folder() -> Path | None:
     return Path(spec.submodule_search_locations[0]) if spec else None
 
 
-#: variant -> (log-prob function, model.gradient_checkpointing, token budget per micro-batch): what
-#: groupwise had, the chunked LM head alone, with the trainer's default checkpointing (on for loaded
-#: models), and with micro-batches of at most 2,048 padded tokens too
+#: variant -> (log-prob function, model.gradient_checkpointing, token budget per micro-batch,
+#: model.dtype): what groupwise had, the chunked LM head alone, with the trainer's default
+#: checkpointing (on for loaded models), and with micro-batches of at most 2,048 padded tokens too.
+#: The bfloat16 variants run on loaded models only (the tiny model trains all its weights).
 VARIANTS = {"old": ("old", "off", None, "float32"), "chunked": ("new", "off", None, "float32"),
             "new": ("new", "auto", None, "float32"),
             "new-2k": ("new", "auto", 2048, "float32"),  # ... and micro-batches of at most 2,048 padded tokens
             "new-bf16": ("new", "auto", None, "bfloat16"),  # ... with the frozen weights in bfloat16
             "bf16-nockpt": ("new", "off", None, "bfloat16")}  # ... without gradient checkpointing
-#: variants for loaded models only (the tiny model trains all its weights, so it stays float32)
-LOADED_ONLY = {"new-bf16", "bf16-nockpt"}
 
 
 def load(model: str, checkpointing: str, dtype: str, out: Path) -> tuple[Any, bool, Any]:
@@ -174,7 +173,8 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
             trainer.update(rows, iteration=0)
     seconds = time.perf_counter() - t0
     trainable = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
-    return {"model": model, "variant": variant, "dtype": dtype, "job": job, "rows": n, "vocab": policy.model.config.vocab_size,
+    return {"model": model, "variant": variant, "dtype": dtype, "job": job, "rows": n,
+            "vocab": policy.model.config.vocab_size,
             "checkpointing": bool(getattr(policy.model, "is_gradient_checkpointing", False)),
             "trainable_params": trainable, "tokens": sum(len(r.prompt_ids) + len(r.response_ids) for r in rows),
             "seconds": round(seconds, 2), "rows_per_s": round(n / seconds, 2),
@@ -186,7 +186,7 @@ def run(models: Sequence[str], rows_n: int, sft_rows: int) -> list[dict[str, Any
     results = []
     for model in models:
         for job in ("sft", "rl"):
-            for variant in (v for v in VARIANTS if model != "tiny" or v not in LOADED_ONLY):
+            for variant in (v for v, spec in VARIANTS.items() if model != "tiny" or spec[3] == "float32"):
                 cmd = [sys.executable, __file__, "--child", model, variant, job, "--rows", str(rows_n),
                        "--sft-rows", str(sft_rows)]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -205,8 +205,8 @@ def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
              "head on response positions in checkpointed chunks (agents/lm_head.py); **new** = chunked + the "
              "default gradient checkpointing (on for loaded models); **new-2k** = new + micro-batches of at most "
              "2,048 padded tokens; **new-bf16** = new with the frozen weights in bfloat16 (model.dtype=bfloat16, LoRA "
-             "adapters and log-probs float32; loaded models only); **bf16-nockpt** = that without checkpointing. Peak = the kernel's RSS high-water mark "
-             "during the job; 'above' = peak minus the RSS just before it (model and rows loaded).", "",
+             "adapters and log-probs float32; loaded models only); **bf16-nockpt** = that without checkpointing. "
+             "Peak = the kernel's RSS high-water mark during the job; 'above' = peak minus the RSS just before it (model and rows loaded).", "",
              "| model | vocab | job | rows | tokens | variant | peak RSS GB | above GB | seconds | rows/s | "
              "memory above vs old | speed vs old |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     by = {(r["model"], r["job"], r["variant"]): r for r in results}
