@@ -1,26 +1,35 @@
-"""Prefix-shared forward (algorithms.md §15, Prefix Grouper): encode each distinct prompt once.
+"""Prefix-shared forward (algorithms.md §15, Prefix Grouper): encode a prompt prefix once for many rows.
 
 `shared_prefix_logprobs` is a drop-in replacement for `agents.forward.sequence_logprobs` (same
-arguments, same return contract, same numbers to float rounding, gradients included): rows whose
-prompt ids are identical — the G rollouts of a task group at turn 0, or any identical-prompt rows
-with ``history_length=0`` — share one forward of the prompt.
+arguments, same return contract, same numbers to float rounding, gradients included). Two kinds of
+rows share a prefix in agent training:
+
+* **identical prompts**: the G rollouts of a task group at turn 0, or any identical-prompt rows with
+  ``history_length=0``: the whole prompt is shared;
+* **a common instruction**: every row of an env starts with the same system prompt and rules
+  (~250 of ~370 tokens for Sokoban), and only the observation after it differs: SFT rows, later
+  turns, rows of different tasks.
+
+`layout` groups a call's rows both ways and keeps whichever encodes fewer tokens (or none, when
+sharing would not save any): each group is a set of rows and the number ``c`` of leading prompt
+tokens they all share.
 
 Layout ("KV-cache" variant of Prefix Grouper)
 ---------------------------------------------
-For the K distinct shared prompts ``p_k`` (length ``P_k``) and the N rows ``j`` that use them:
+For the K groups, with shared lengths ``c_k``, and the N rows ``j`` in them:
 
-1. **Prefix pass**: one batched forward of ``p_k[:-1]`` (right-padded to ``max P_k - 1``, 2-D
-   attention mask, positions ``0..P_k-2``) with ``use_cache=True`` into a fresh ``DynamicCache``.
-   It runs with grad when the caller has grad enabled: the cached K/V tensors are ordinary autograd
-   tensors, so the gradient of every response token flows back through them into the prefix.
+1. **Prefix pass**: one batched forward of each group's first ``c_k`` prompt tokens (right-padded
+   to ``max c_k``, 2-D attention mask, positions ``0..c_k-1``) with ``use_cache=True`` into a fresh
+   cache. It runs with grad when the caller has grad enabled: the cached K/V tensors are ordinary
+   autograd tensors, so the gradient of every response token flows back through them into the prefix.
 2. **Expand**: ``cache.batch_select_indices(group_of_row)`` gathers the prefix K/V for each row
-   (the ``batch_repeat_cat`` of Prefix Grouper; its backward sums the G row gradients into the
+   (the ``batch_repeat_cat`` of Prefix Grouper; its backward sums the row gradients into the
    shared prefix).
-3. **Suffix pass**: one batched forward of ``[p_k[-1]] + response_j[:-1]`` (right-padded), positions
-   continuing at ``P_k - 1``, 2-D attention mask ``[prefix mask of p_k | own response mask]``. The
-   last prompt token is fed here rather than in the prefix pass, so every logit that is needed comes
-   out of this pass (column t predicts response token t; the "include_prefix_last" of §15) and the
-   prefix pass needs no LM head except the one position transformers always computes.
+3. **Suffix pass**: one batched forward of ``prompt_j[c_k:] + response_j[:-1]`` (right-padded),
+   positions continuing at ``c_k``, 2-D attention mask ``[prefix mask of group k | own mask]``.
+   ``c_k`` is at most the prompt's length minus one, so every logit that is needed comes out of
+   this pass (the "include_prefix_last" of §15) and the prefix pass needs no LM head except the
+   one position transformers always computes.
 
 Why this layout and not the packed one of §15 (one row ``[prefix, s_1..s_G]`` with a custom 4-D
 mask)? Both are exact. On CPU with sdpa/eager attention a custom 4-D mask cannot skip masked
@@ -42,61 +51,157 @@ VLM batches (pixel inputs given) take the plain `sequence_logprobs` path for eve
 prompt ids do not mean identical prompts there (an image's pad tokens are the same for any image
 of that size), and the prefix pass would need the M-RoPE positions of each shared prompt.
 
-Rows not shared go through `sequence_logprobs` unchanged: prompts used by fewer than `min_share`
-rows (counting only rows with a non-empty response), prompts of one token, and rows with empty
+Rows not shared go through `sequence_logprobs` unchanged: rows of groups smaller than `min_share`
+(counting only rows with a non-empty response), prompts of one token, and rows with empty
 responses. Models with sliding-window / chunked / linear-attention layers (``config.layer_types``
 not all ``"full_attention"``) also fall back to the plain path for every row, since the cropping
 caches of those layers are not exercised here.
 
-The same happens under activation (gradient) checkpointing in training mode with grad enabled,
-where transformers drops the KV cache. Supported: decoder-only transformers causal LMs whose
-attention takes the standard 2-D mask + ``DynamicCache`` (Llama/Qwen2/Qwen3/Mistral-style), with
-sdpa or eager attention (tested: Qwen2 with both, and through a peft LoRA wrapper; other
-architectures are expected to work but untested — compare once against `sequence_logprobs`).
+Activation (gradient) checkpointing: transformers drops the KV cache of a checkpointed layer,
+because the layer's recompute in backward would append to it a second time. Here the prefix pass
+runs unchecked (it is one row per group) and the suffix pass gets a cache that only reads
+(`_PrefixCache`): its layers may then keep it under checkpointing (``_can_checkpoint_with_cache``,
+transformers >= 5.2x), so the recompute sees the same prefix. Where that flag does not exist, or
+checkpointing is reentrant (its backward would not reach the prefix), every row takes the plain path.
 
-Costs: the linear-layer token count drops from ``Σ(P + S)`` to ``Σ_groups (P + ΣS)`` (see
-`prefix_share_stats`); the attention-score count by the §15 attention proxy. In the trainer the
-gain requires that a micro-batch actually holds several rows of the same prompt: the trainer's
-`algos.batching.minibatches(..., by_prompt=True)` and `micro_batches` keep them together.
+Supported: decoder-only transformers causal LMs whose attention takes the standard 2-D mask +
+``DynamicCache`` (Llama/Qwen2/Qwen3/Mistral-style), with sdpa or eager attention (tested: Qwen2
+with both, and through a peft LoRA wrapper; other architectures are expected to work but
+untested — compare once against `sequence_logprobs`).
+
+Costs: the linear-layer token count drops from ``Σ_j (P_j + S_j)`` to
+``Σ_groups (c + Σ_j (P_j - c + S_j))`` (see `prefix_share_stats`); the attention-score count by the
+§15 attention proxy. In the trainer the identical-prompt gain requires that a micro-batch actually
+holds several rows of the same prompt: `algos.batching.minibatches(..., by_prompt=True)` and
+`micro_batches` keep them together.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
-from agents.forward import base_model, cache_kwarg, new_cache, sequence_logprobs, suppressed_token_ids
+from agents.forward import base_model, cache_kwarg, sequence_logprobs, suppressed_token_ids
 from agents.lm_head import head_inputs, selective_logprobs
 from algos.batching import prompt_groups
 
 __all__ = [
     "shared_prefix_logprobs",
+    "layout",
     "prefix_share_stats",
     "cost_proxy",
     "prompt_groups",
 ]
 
+#: A group: the rows that share a prefix, and how many leading prompt tokens they share.
+Group = tuple[list[int], int]
+
+#: Share only if it saves at least this fraction of the tokens: the second model call and the
+#: repeated prefix K/V cost about as much as a few percent of tokens (the tiny model's compact
+#: prompt shares 8 of ~260 tokens per row, and its SFT step was no faster shared).
+MIN_SAVING = 0.1
+
 
 # --------------------------------------------------------------------------------------------
-# grouping (rows by identical prompt: `algos.batching.prompt_groups`)
+# grouping
 
 
-def _split_rows(prompt_ids_list, response_ids_list, min_share: int) -> tuple[list[list[int]], list[int]]:
-    """(shared groups of row indices, plain row indices)."""
-    shared, plain = [], []
-    for idx in prompt_groups(prompt_ids_list):
-        if len(prompt_ids_list[idx[0]]) < 2:
-            plain.extend(idx)
-            continue
-        live = [i for i in idx if len(response_ids_list[i]) > 0]
-        if len(live) >= max(int(min_share), 1):
-            shared.append(live)
-            plain.extend(i for i in idx if len(response_ids_list[i]) == 0)
-        else:
-            plain.extend(idx)
-    return shared, sorted(plain)
+def _common_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix all of `seqs` share."""
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        t = first[i]
+        if any(s[i] != t for s in seqs):
+            return i
+    return n
+
+
+def _by_identical_prompt(prompts, responses, min_share: int) -> list[Group]:
+    groups = []
+    for idx in prompt_groups(prompts):
+        live = [i for i in idx if len(responses[i]) > 0]
+        if len(prompts[idx[0]]) >= 2 and len(live) >= min_share:
+            groups.append((live, len(prompts[idx[0]])))
+    return groups
+
+
+def _by_common_prefix(prompts, responses, min_share: int) -> list[Group]:
+    live = [i for i, r in enumerate(responses) if len(r) > 0]
+    if len(live) < min_share:
+        return []
+    c = _common_length([prompts[i] for i in live])
+    # the forward feeds each row's last prompt token with its response: c=1 shares nothing then
+    return [(live, c)] if c >= 2 and min(len(prompts[i]) for i in live) >= 2 else []
+
+
+def _tokens(prompts, responses, groups: list[Group]) -> int:
+    """Tokens through the linear layers (unpadded): each group's shared part once, the rest per row."""
+    grouped = {i for rows, _ in groups for i in rows}
+    total = sum(len(p) + len(r) for i, (p, r) in enumerate(zip(prompts, responses)) if i not in grouped)
+    for rows, c in groups:
+        total += c + sum(len(prompts[i]) - c + len(responses[i]) for i in rows)
+    return total
+
+
+def layout(prompt_ids_list: Sequence[Sequence[int]], response_ids_list: Sequence[Sequence[int]],
+           min_share: int = 2) -> list[Group]:
+    """The sharing groups of a batch: ``[(rows, shared length), ...]``; rows in none take the plain path.
+
+    Rows are grouped by identical prompt and, separately, all together by their common prefix; the
+    grouping that puts fewer tokens through the model wins, and none if neither saves a token.
+    The shared length counts whole shared prompts (the forward feeds their last token with the
+    response, see the module docstring). A grouping must save `MIN_SAVING` of the tokens.
+    """
+    min_share = max(int(min_share), 1)
+    plain = _tokens(prompt_ids_list, response_ids_list, [])
+    best, best_tokens = [], plain * (1 - MIN_SAVING)
+    for groups in (_by_identical_prompt(prompt_ids_list, response_ids_list, min_share),
+                   _by_common_prefix(prompt_ids_list, response_ids_list, min_share)):
+        tokens = _tokens(prompt_ids_list, response_ids_list, groups)
+        if groups and tokens <= best_tokens:
+            best, best_tokens = groups, tokens
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# the cache and checkpointing
+
+
+class _PrefixCache(DynamicCache):
+    """A DynamicCache that, once `frozen`, returns prefix + new states and stores nothing.
+
+    The suffix pass then leaves the cache as the prefix pass made it, so a checkpointed layer's
+    recompute in backward reads the same prefix as its forward did.
+    """
+
+    frozen = False
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if not self.frozen:
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+        layer = self.layers[layer_idx]
+        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+
+def _new_cache(model) -> _PrefixCache:
+    try:
+        return _PrefixCache(config=base_model(model).config)
+    except TypeError:  # transformers < 4.56
+        return _PrefixCache()
+
+
+def _checkpointing(model) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+    """(the modules that checkpoint in this call, the decoder layers among them that could keep a
+    read-only cache); both empty without grad or outside training mode."""
+    if not torch.is_grad_enabled():
+        return [], []
+    active = [m for m in base_model(model).modules() if getattr(m, "gradient_checkpointing", False) and m.training]
+    return active, [m for m in active if hasattr(type(m), "_can_checkpoint_with_cache")]
 
 
 def _supports_sharing(model) -> bool:
@@ -105,12 +210,35 @@ def _supports_sharing(model) -> bool:
     types = getattr(getattr(base, "config", None), "layer_types", None)
     if types and any(t != "full_attention" for t in types):
         return False
-    # transformers drops the cache under activation checkpointing (training mode with grad enabled):
-    # the suffix pass would silently lose its prefix.
-    if torch.is_grad_enabled() and any(getattr(m, "gradient_checkpointing", False) and m.training
-                                       for m in base.modules()):
-        return False
+    active, layers = _checkpointing(model)
+    if not active:
+        return True
+    if not layers or not hasattr(DynamicCache(), "layers"):
+        return False  # older transformers: a checkpointed layer drops any cache
+    for m in layers:
+        fn = getattr(m, "_gradient_checkpointing_func", None)
+        if not (isinstance(fn, functools.partial) and fn.keywords.get("use_reentrant") is False):
+            return False  # reentrant checkpointing computes no gradient for the cached prefix
     return True
+
+
+_MISSING = object()
+
+
+@contextmanager
+def _layer_attrs(layers: list[torch.nn.Module], name: str, value: Any) -> Iterator[None]:
+    """Set `name` on each layer for the duration, then put back what the instance had."""
+    saved = [vars(m).get(name, _MISSING) for m in layers]
+    for m in layers:
+        setattr(m, name, value)
+    try:
+        yield
+    finally:
+        for m, old in zip(layers, saved):
+            if old is _MISSING:
+                delattr(m, name)
+            else:
+                setattr(m, name, old)
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,13 +255,13 @@ def shared_prefix_logprobs(
     pixel_values: torch.Tensor | None = None,
     image_grid_thw: torch.Tensor | None = None,
 ):
-    """`agents.forward.sequence_logprobs` with each distinct shared prompt encoded once.
+    """`agents.forward.sequence_logprobs` with shared prompt prefixes encoded once.
 
     Returns ``(logp, mask, entropy)`` exactly as `sequence_logprobs`: ``logp`` float32 ``[B, T]`` in
     input row order (0 where masked), ``mask`` bool ``[B, T]``, ``entropy`` ``[B, T]`` or None;
-    ``T`` is the longest response. Runs with gradients when grad is enabled. Prompts used by at
-    least `min_share` rows (with non-empty responses) are shared; the other rows take the plain path,
-    and so does a batch with pixel inputs (VLM rows; see the module docstring).
+    ``T`` is the longest response. Runs with gradients when grad is enabled. Rows share as
+    `layout` groups them (groups of at least `min_share` rows with non-empty responses); the other
+    rows take the plain path, and so does a batch with pixel inputs (VLM rows; see the module docstring).
     """
     if pixel_values is not None:
         return sequence_logprobs(model, prompt_ids_list, response_ids_list, pad_id, return_entropy,
@@ -145,16 +273,15 @@ def shared_prefix_logprobs(
         return sequence_logprobs(model, prompt_ids_list, response_ids_list, pad_id, return_entropy)
     if min(len(p) for p in prompt_ids_list) < 1:
         raise ValueError("every prompt needs at least one token (the first response token is predicted from it)")
-    shared, plain = _split_rows(prompt_ids_list, response_ids_list, min_share)
-    if not shared:
+    groups = layout(prompt_ids_list, response_ids_list, min_share)
+    if not groups:
         return sequence_logprobs(model, prompt_ids_list, response_ids_list, pad_id, return_entropy)
 
     device = next(model.parameters()).device
     T = max(len(r) for r in response_ids_list)
-    parts: list[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-    rows_s, logp_s, mask_s, ent_s = _shared_forward(model, prompt_ids_list, response_ids_list, shared, pad_id,
-                                                     return_entropy, device)
-    parts.append((rows_s, logp_s, mask_s, ent_s))
+    grouped = {i for rows, _ in groups for i in rows}
+    plain = [i for i in range(B) if i not in grouped]
+    parts = [_shared_forward(model, prompt_ids_list, response_ids_list, groups, pad_id, return_entropy, device)]
     if plain:
         lp, mk, en = sequence_logprobs(model, [prompt_ids_list[i] for i in plain],
                                        [response_ids_list[i] for i in plain], pad_id, return_entropy)
@@ -173,49 +300,62 @@ def shared_prefix_logprobs(
     return logp, mask, entropy
 
 
-def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[list[int]], pad_id: int,
+def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[Group], pad_id: int,
                     return_entropy: bool, device):
-    """Prefix pass over the distinct prompts, then one suffix pass over their rows."""
+    """Prefix pass over the groups' shared tokens, then one suffix pass over their rows."""
     K = len(groups)
-    prompts = [list(prompt_ids_list[g[0]]) for g in groups]
-    pre_lens = [len(p) - 1 for p in prompts]  # tokens in the prefix pass (>= 1)
+    # Each row feeds at least its last prompt token in the suffix pass, which predicts its first response token.
+    pre_lens = [min([c] + [len(prompt_ids_list[i]) - 1 for i in rows]) for rows, c in groups]
     Pm = max(pre_lens)
     pre_ids = torch.full((K, Pm), pad_id, dtype=torch.long)
     pre_attn = torch.zeros((K, Pm), dtype=torch.long)
-    for k, p in enumerate(prompts):
-        pre_ids[k, : len(p) - 1] = torch.as_tensor(p[:-1], dtype=torch.long)
-        pre_attn[k, : len(p) - 1] = 1
+    for k, ((rows, _), c) in enumerate(zip(groups, pre_lens)):
+        pre_ids[k, :c] = torch.as_tensor(list(prompt_ids_list[rows[0]][:c]), dtype=torch.long)
+        pre_attn[k, :c] = 1
     pre_pos = torch.arange(Pm, dtype=torch.long).unsqueeze(0).expand(K, Pm)
     pre_ids, pre_attn, pre_pos = pre_ids.to(device), pre_attn.to(device), pre_pos.to(device)
 
-    cache = new_cache(model)
-    model(input_ids=pre_ids, attention_mask=pre_attn, position_ids=pre_pos, use_cache=True,
-          logits_to_keep=1, **{cache_kwarg(model): cache})
+    checkpointed, layers = _checkpointing(model)
+    cache = _new_cache(model)
+    with _layer_attrs(checkpointed, "gradient_checkpointing", False):  # one row per group: no need to checkpoint
+        model(input_ids=pre_ids, attention_mask=pre_attn, position_ids=pre_pos, use_cache=True,
+              logits_to_keep=1, **{cache_kwarg(model): cache})
 
-    rows = [i for g in groups for i in g]
-    group_of = [k for k, g in enumerate(groups) for _ in g]
+    rows = [i for g, _ in groups for i in g]
+    group_of = [k for k, (g, _) in enumerate(groups) for _ in g]
     N = len(rows)
+    tails = [list(prompt_ids_list[i][pre_lens[k]:]) for i, k in zip(rows, group_of)]  # >= 1 token each
     r_lens = [len(response_ids_list[i]) for i in rows]
-    Rm = max(r_lens)
-    ids = torch.full((N, Rm), pad_id, dtype=torch.long)
-    tgt = torch.full((N, Rm), pad_id, dtype=torch.long)
-    for n, (i, k) in enumerate(zip(rows, group_of)):
-        r = list(response_ids_list[i])
-        ids[n, : len(r)] = torch.as_tensor([prompts[k][-1]] + r[:-1], dtype=torch.long)
-        tgt[n, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    Sm = max(len(t) + r - 1 for t, r in zip(tails, r_lens))
+    ids = torch.full((N, Sm), pad_id, dtype=torch.long)
+    for n, (i, tail) in enumerate(zip(rows, tails)):
+        fed = tail + list(response_ids_list[i][:-1])
+        ids[n, : len(fed)] = torch.as_tensor(fed, dtype=torch.long)
     g_t = torch.as_tensor(group_of, dtype=torch.long)
-    ar = torch.arange(Rm, dtype=torch.long).unsqueeze(0)
-    mask = ar < torch.as_tensor(r_lens, dtype=torch.long).unsqueeze(1)  # [N, Rm]
-    pos = torch.as_tensor(pre_lens, dtype=torch.long)[g_t].unsqueeze(1) + ar  # continues at P_k - 1
-    attn = torch.cat([pre_attn.cpu()[g_t], mask.long()], dim=1)  # [N, Pm + Rm]
-    ids, tgt, mask, pos, attn = (t.to(device) for t in (ids, tgt, mask, pos, attn))
+    s_lens = torch.as_tensor([len(t) + r - 1 for t, r in zip(tails, r_lens)], dtype=torch.long)
+    ar_s = torch.arange(Sm, dtype=torch.long).unsqueeze(0)
+    pos = torch.as_tensor(pre_lens, dtype=torch.long)[g_t].unsqueeze(1) + ar_s  # continues at c_k
+    attn = torch.cat([pre_attn.cpu()[g_t], (ar_s < s_lens.unsqueeze(1)).long()], dim=1)  # [N, Pm + Sm]
+
+    Rm = max(r_lens)
+    ar_r = torch.arange(Rm, dtype=torch.long).unsqueeze(0)
+    mask = ar_r < torch.as_tensor(r_lens, dtype=torch.long).unsqueeze(1)  # [N, Rm]
+    first = torch.as_tensor([len(t) - 1 for t in tails], dtype=torch.long).unsqueeze(1)  # column of response token 0
+    tgt = torch.full((N, Rm), pad_id, dtype=torch.long)
+    for n, i in enumerate(rows):
+        tgt[n, : r_lens[n]] = torch.as_tensor(list(response_ids_list[i]), dtype=torch.long)
+    ids, attn, pos, mask, tgt = (t.to(device) for t in (ids, attn, pos, mask, tgt))
 
     cache.batch_select_indices(g_t.to(device))
-    with head_inputs(model) as seen:  # no logits here: the head runs on response positions below
-        model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{cache_kwarg(model): cache})
-    hidden = seen[-1]  # [N, Rm, H]; column t predicts token t
+    cache.frozen = hasattr(cache, "layers")  # transformers < 4.56 keeps the growing cache (no checkpointing there)
+    with head_inputs(model) as seen, _layer_attrs(layers, "_can_checkpoint_with_cache", True):
+        model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=not checkpointed,
+              **{cache_kwarg(model): cache})
+    hidden = seen[-1]  # [N, Sm, H]; column first_n + t predicts response token t of row n
     at = mask.nonzero(as_tuple=True)
-    tok_logp, tok_ent = selective_logprobs(model, hidden[at], tgt[at], suppressed_token_ids(model), return_entropy)
+    cols = (first.to(device) + ar_r.to(device))[at]
+    tok_logp, tok_ent = selective_logprobs(model, hidden[at[0], cols], tgt[at], suppressed_token_ids(model),
+                                           return_entropy)
     logp = tok_logp.new_zeros((N, Rm)).index_put(at, tok_logp)
     entropy = None
     if return_entropy:
@@ -238,27 +378,26 @@ def prefix_share_stats(prompt_ids_list: Sequence[Sequence[int]], response_ids_li
                        min_share: int = 2) -> dict[str, Any]:
     """Token and attention-score counts of a batch in the plain vs the prefix-shared layout.
 
-    Generalises the §15 proxies to a batch: per distinct prompt of length P used by rows with
-    responses S_j, plain counts ``Σ_j (P + S_j)`` tokens and ``Σ_j (P + S_j)²`` score entries, shared
-    counts ``P + Σ_j S_j`` and ``P² + Σ_j S_j (P + S_j)``; prompts used by fewer than `min_share`
-    rows count as plain in both (as `shared_prefix_logprobs` routes them).
+    Generalises the §15 proxies to the groups `layout` picks: a group sharing ``c`` tokens counts
+    ``c + Σ_j (P_j - c + S_j)`` tokens and ``c² + Σ_j (P_j - c + S_j)(P_j + S_j)`` score entries (for
+    identical prompts of length P: ``P + Σ_j S_j`` and ``P² + Σ_j S_j (P + S_j)``); rows in no group
+    count ``P_j + S_j`` and ``(P_j + S_j)²`` in both layouts.
     """
-    shared, plain = _split_rows(prompt_ids_list, response_ids_list, min_share)
-    p_len = [len(p) for p in prompt_ids_list]
-    r_len = [len(r) for r in response_ids_list]
-    plain_tok = sum(p + r for p, r in zip(p_len, r_len))
-    plain_att = sum((p + r) ** 2 for p, r in zip(p_len, r_len))
-    sh_tok = sum(p_len[i] + r_len[i] for i in plain)
-    sh_att = sum((p_len[i] + r_len[i]) ** 2 for i in plain)
-    for g in shared:
-        P = p_len[g[0]]
-        sh_tok += P + sum(r_len[i] for i in g)
-        sh_att += P * P + sum(r_len[i] * (P + r_len[i]) for i in g)
+    groups = layout(prompt_ids_list, response_ids_list, min_share)
+    lens = [(len(p), len(r)) for p, r in zip(prompt_ids_list, response_ids_list)]
+    plain_tok = sum(p + r for p, r in lens)
+    plain_att = sum((p + r) ** 2 for p, r in lens)
+    grouped = {i for rows, _ in groups for i in rows}
+    sh_att = sum((p + r) ** 2 for i, (p, r) in enumerate(lens) if i not in grouped)
+    for rows, c in groups:
+        sh_att += c * c + sum((lens[i][0] - c + lens[i][1]) * sum(lens[i]) for i in rows)
+    sh_tok = _tokens(prompt_ids_list, response_ids_list, groups)
     return {
-        "rows": len(p_len),
+        "rows": len(lens),
         "distinct_prompts": len(prompt_groups(prompt_ids_list)),
-        "shared_groups": len(shared),
-        "shared_rows": sum(len(g) for g in shared),
+        "shared_groups": len(groups),
+        "shared_rows": len(grouped),
+        "shared_length": [c for _, c in groups],
         "plain_tokens": plain_tok,
         "shared_tokens": sh_tok,
         "token_ratio": sh_tok / plain_tok if plain_tok else 1.0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -55,18 +55,24 @@ def sft_rows(tokenizer: Any, steps: Sequence[StepRecord], policy: Any = None) ->
 
 def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epochs: int = 2, lr: float = 2e-3,
               batch_size: int = 32, seed: int = 0, progress: bool = True,
-              max_tokens_per_micro_batch: int | None = None) -> dict[str, float]:
+              max_tokens_per_micro_batch: int | None = None, shared_prefix: bool = True) -> dict[str, float]:
     """Fit response tokens with AdamW; returns the final loss and throughput.
 
     Each optimizer step fits `batch_size` rows; with `max_tokens_per_micro_batch` their forward and
     backward go in micro-batches of at most that many padded tokens (gradients accumulate, so the
-    step is the same; memory follows the micro-batch).
+    step is the same; memory follows the micro-batch). `shared_prefix` encodes the prompt prefix
+    rows share (the env's instructions) once per micro-batch (algos/prefix_forward.py): same loss,
+    fewer tokens through the model.
 
     Distributed runs pass the DDP/FSDP training module (`algos.distributed.wrap_model`) and the same
     rows on every rank: each rank fits a slice of every minibatch, and the loss is normalised by the
     minibatch's token count over all ranks, so the step matches a single process's.
     """
     ctx = dist.context()
+    if shared_prefix:
+        from algos.prefix_forward import shared_prefix_logprobs as forward  # imports transformers
+    else:
+        forward = sequence_logprobs
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     total = epochs * ((len(rows) + batch_size - 1) // batch_size)
@@ -86,7 +92,7 @@ def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epoch
                 if ctx.active:
                     loss = _distributed_backward(model, tokenizer.pad_token_id, mb)
                 else:
-                    loss = _accumulate(model, tokenizer.pad_token_id, mb, max_tokens_per_micro_batch)
+                    loss = _accumulate(model, tokenizer.pad_token_id, mb, max_tokens_per_micro_batch, forward)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
@@ -101,14 +107,15 @@ def train_sft(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Row], epoch
 
 
 
-def _accumulate(model: torch.nn.Module, pad_id: int, mb: list[Row], max_tokens: int | None) -> torch.Tensor:
+def _accumulate(model: torch.nn.Module, pad_id: int, mb: list[Row], max_tokens: int | None,
+                forward: Callable = sequence_logprobs) -> torch.Tensor:
     """Backward of minibatch `mb`'s mean token negative log-likelihood, micro-batch by micro-batch;
     returns that loss."""
     total = max(sum(len(r.response_ids) for r in mb), 1)
     loss = torch.zeros(())
     for micro in micro_batches(mb, len(mb), max_tokens):
-        logp, mask, _ = sequence_logprobs(model, [r.prompt_ids for r in micro], [r.response_ids for r in micro],
-                                          pad_id=pad_id, **pixel_kwargs(micro))
+        logp, mask, _ = forward(model, [r.prompt_ids for r in micro], [r.response_ids for r in micro],
+                                pad_id=pad_id, **pixel_kwargs(micro))
         part = -(logp * mask).sum() / total
         part.backward()
         loss += part.detach()

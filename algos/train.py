@@ -379,7 +379,8 @@ def _warm_start(cfg: TrainConfig, policy: Any, pool: Any, prompt: Any, logger: A
           f"(noise {cfg.sft.noise}, expert data success {data_stats['sft_data_success']:.2f})")
     stats = train_sft(trainer.train_model, policy.tokenizer, rows, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                       batch_size=cfg.sft.batch_size, seed=stream(cfg.seed, "sft_shuffle"), progress=cfg.progress,
-                      max_tokens_per_micro_batch=cfg.sft.max_tokens_per_micro_batch)
+                      max_tokens_per_micro_batch=cfg.sft.max_tokens_per_micro_batch,
+                      shared_prefix=cfg.rl.shared_prefix)
     trainer.sync_weights()  # FSDP: the rollout's copy takes the fitted weights
     logger.log(0, {f"sft/{k}": v for k, v in {**data_stats, **stats}.items()})
 

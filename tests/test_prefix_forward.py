@@ -11,6 +11,7 @@ import torch
 from agents.forward import sequence_logprobs
 from algos.prefix_forward import (
     cost_proxy,
+    layout,
     prefix_share_stats,
     prompt_groups,
     shared_prefix_logprobs,
@@ -163,15 +164,91 @@ def test_no_padding_anywhere():
     _assert_same_grads(model, prompts, responses)
 
 
-def test_gradient_checkpointing_falls_back():
-    model = _small_model("sdpa", seed=5)
-    prompts, responses = _batch(256, 13, sizes=(3, 2))
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    _assert_same_forward(model, prompts, responses)
+def _instruction_batch(vocab: int, seed: int, rows: int = 7, head: int = 24, tail=(1, 12), r_range=(1, 10)):
+    """Distinct prompts that all start with one instruction (and vary after it), as SFT rows do."""
+    rng = random.Random(seed)
+    instruction = [rng.randrange(vocab) for _ in range(head)]
+    prompts = [instruction + [rng.randrange(vocab) for _ in range(rng.randint(*tail))] for _ in range(rows)]
+    responses = [[rng.randrange(vocab) for _ in range(rng.randint(*r_range))] for _ in range(rows)]
+    return prompts, responses
+
+
+class _TokensIn:
+    """Counts the tokens a model's forwards embed (what the linear layers see, padding included)."""
+
+    def __init__(self, model):
+        self.n = 0
+        self.handle = model.get_input_embeddings().register_forward_hook(self._count)
+
+    def _count(self, _module, args, _out):
+        self.n += args[0].numel()
+
+
+def test_rows_with_a_common_instruction_share_it():
+    prompts, responses = _instruction_batch(256, 1)
+    groups = layout(prompts, responses)
+    assert groups == [(list(range(7)), 24)]  # one group, the instruction's 24 tokens
+    for attn in ("sdpa", "eager"):
+        model = _small_model(attn, seed=6)
+        _assert_same_forward(model, prompts, responses)
+        _assert_same_grads(model, prompts, responses)
+    counter = _TokensIn(model)
+    with torch.no_grad():
+        shared_prefix_logprobs(model, prompts, responses, 0)
+    shared_tokens, counter.n = counter.n, 0
+    with torch.no_grad():
+        sequence_logprobs(model, prompts, responses, 0)
+    assert shared_tokens < 0.7 * counter.n
+
+
+def test_common_prefix_edge_cases():
+    model = _small_model("sdpa", seed=7)
+    base = [9, 8, 7, 6, 5]
+    # a prompt that is the whole common prefix; an empty response; a prompt inside another
+    prompts = [base, base + [1, 2], base + [3], base[:4], base + [1]]
+    responses = [[4, 4], [5], [], [6, 6, 6], [7]]
+    with torch.no_grad():
+        _assert_same_forward(model, prompts, responses)
     _assert_same_grads(model, prompts, responses)
+    assert layout(prompts, responses) == [([0, 1, 3, 4], 4)]
+    # identical prompt groups beat one short common prefix
+    prompts, responses = _batch(256, 8, sizes=(4, 4), p_range=(20, 20))
+    prompts = [[1, 2] + p for p in prompts]
+    groups = layout(prompts, responses)
+    assert len(groups) == 2 and all(c == 22 for _, c in groups)
+    _assert_same_forward(model, prompts, responses)
+
+
+def test_sharing_under_gradient_checkpointing():
+    """Checkpointed layers keep the read-only prefix cache: same numbers and gradients, fewer tokens."""
+    model = _small_model("sdpa", seed=5)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    for prompts, responses in (_batch(256, 13, sizes=(3, 2)), _instruction_batch(256, 2)):
+        _assert_same_forward(model, prompts, responses)
+        _assert_same_grads(model, prompts, responses)
+        counter = _TokensIn(model)
+        shared_prefix_logprobs(model, prompts, responses, 0)[0].sum().backward()
+        shared_tokens, counter.n = counter.n, 0
+        sequence_logprobs(model, prompts, responses, 0)[0].sum().backward()
+        assert shared_tokens < counter.n  # embedding counts its recompute too: both paths checkpoint
+        counter.handle.remove()
+    layers = model.model.layers
+    assert all(m.gradient_checkpointing and "_can_checkpoint_with_cache" not in vars(m) for m in layers)
     with torch.no_grad():  # no checkpointing without grad: the shared path runs
         _assert_same_forward(model, prompts, responses)
+
+
+def test_reentrant_checkpointing_takes_the_plain_path():
+    model = _small_model("sdpa", seed=5)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    model.train()
+    prompts, responses = _instruction_batch(256, 3)
+    counter = _TokensIn(model)
+    shared_prefix_logprobs(model, prompts, responses, 0)
+    shared_tokens, counter.n = counter.n, 0
+    sequence_logprobs(model, prompts, responses, 0)
+    assert shared_tokens == counter.n
 
 
 def test_lora_model():
@@ -183,8 +260,11 @@ def test_lora_model():
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(n)))
-    prompts, responses = _batch(256, 4, sizes=(3, 1, 4))
-    _assert_same_forward(model, prompts, responses)
+    for prompts, responses in (_batch(256, 4, sizes=(3, 1, 4)), _instruction_batch(256, 4)):
+        _assert_same_forward(model, prompts, responses)
+        _assert_same_grads(model, prompts, responses)
+    model.base_model.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
     _assert_same_grads(model, prompts, responses)
     assert all("lora" in n for n, p in model.named_parameters() if p.requires_grad)
 
@@ -246,3 +326,28 @@ def test_trainer_batches_keep_prompt_blocks_together():
                  for m in micro)
     best = prefix_share_stats(prompts, responses)["shared_tokens"]
     assert shared <= best + 3 * max(len(p) for p in prompts)
+
+
+def test_sft_step_is_the_same_with_the_shared_instruction():
+    """train_sft's shared path fits the same loss: one step from the same start lands on the same weights."""
+    from types import SimpleNamespace
+
+    from algos.batching import Row
+    from algos.sft import train_sft
+
+    prompts, responses = _instruction_batch(256, 5, rows=8)
+    rows = [Row(p, r) for p, r in zip(prompts, responses)]
+    weights, losses = [], []
+    for shared in (False, True):
+        model = _small_model("sdpa", seed=8)
+        stats = train_sft(model, SimpleNamespace(pad_token_id=0), rows, epochs=1, lr=1e-2, batch_size=8,
+                          progress=False, shared_prefix=shared)
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        losses.append(stats["sft_loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    moved = max(float((weights[0][n] - _small_model("sdpa", seed=8).state_dict()[n]).abs().max()) for n in weights[0])
+    assert moved > 1e-3  # the step did something
+    # AdamW's first step is about lr * sign(grad): where a gradient is near 0, float rounding of the
+    # two forwards can move it by a little of lr (1e-2)
+    for n in weights[0]:
+        torch.testing.assert_close(weights[1][n], weights[0][n], atol=1e-4, rtol=1e-4)
