@@ -152,21 +152,30 @@ def test_async_mode_checks():
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed")
 def test_ray_pool_async_collect_and_failures():
+    import sys
+
     from envs.ray_pool import RayEnvPool
 
-    prompt = PromptBuilder.for_env("sokoban")
-    with RayEnvPool("slow-sokoban", num_envs=4, num_workers=2, num_cpus_per_worker=0,
-                    env_kwargs={"max_delay": 0.05}) as pool:
-        sync = collect(pool, ExpertPolicy(prompt.action_format), [5, 6], 2, prompt=prompt)
-        asyn = collect(pool, ExpertPolicy(prompt.action_format), [5, 6], 2, prompt=prompt, mode="async")
-    _same(sync, asyn)
-    with RayEnvPool("test-faulty", num_envs=4, num_workers=2, num_cpus_per_worker=0, timeout=1.0,
-                    env_kwargs={"mode": "hang", "at_step": 1, "hang_seconds": 30}) as pool:
-        pool.reset(seeds=[1, 2, BAD, 3])
-        pool.submit({i: "1" for i in range(4)})
-        got = _drain(pool, {0, 1, 2, 3})
-        assert got[2].info["failed"] and "timeout" in got[2].info["error"]
-        assert [got[i].obs["text"] for i in (0, 1, 3)] == [reference_text(s, ["1"]) for s in (1, 2, 3)]
+    # A Ray this test starts is shut down after it: a raylet left running prints its log lines
+    # into the stderr of later tests in this process.
+    started = "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    try:
+        prompt = PromptBuilder.for_env("sokoban")
+        with RayEnvPool("slow-sokoban", num_envs=4, num_workers=2, num_cpus_per_worker=0,
+                        env_kwargs={"max_delay": 0.05}) as pool:
+            sync = collect(pool, ExpertPolicy(prompt.action_format), [5, 6], 2, prompt=prompt)
+            asyn = collect(pool, ExpertPolicy(prompt.action_format), [5, 6], 2, prompt=prompt, mode="async")
+        _same(sync, asyn)
+        with RayEnvPool("test-faulty", num_envs=4, num_workers=2, num_cpus_per_worker=0, timeout=1.0,
+                        env_kwargs={"mode": "hang", "at_step": 1, "hang_seconds": 30}) as pool:
+            pool.reset(seeds=[1, 2, BAD, 3])
+            pool.submit({i: "1" for i in range(4)})
+            got = _drain(pool, {0, 1, 2, 3})
+            assert got[2].info["failed"] and "timeout" in got[2].info["error"]
+            assert [got[i].obs["text"] for i in (0, 1, 3)] == [reference_text(s, ["1"]) for s in (1, 2, 3)]
+    finally:
+        if started and "ray" in sys.modules:
+            sys.modules["ray"].shutdown()
 
 
 def test_train_with_async_rollout(tmp_path, tiny_model_dir):
