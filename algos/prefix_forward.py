@@ -60,14 +60,14 @@ caches of those layers are not exercised here.
 Activation (gradient) checkpointing: transformers drops the KV cache of a checkpointed layer,
 because the layer's recompute in backward would append to it a second time. Here the prefix pass
 runs unchecked (it is one row per group) and the suffix pass gets a cache that only reads
-(`_PrefixCache`): its layers may then keep it under checkpointing (``_can_checkpoint_with_cache``,
-transformers >= 5.2x), so the recompute sees the same prefix. Where that flag does not exist, or
+(`_PrefixCache`): its layers may then keep it under checkpointing (``_can_checkpoint_with_cache``;
+transformers 5.25 has it), so the recompute sees the same prefix. Where that flag does not exist, or
 checkpointing is reentrant (its backward would not reach the prefix), every row takes the plain path.
 
 Supported: decoder-only transformers causal LMs whose attention takes the standard 2-D mask +
 ``DynamicCache`` (Llama/Qwen2/Qwen3/Mistral-style), with sdpa or eager attention (tested: Qwen2
-with both, and through a peft LoRA wrapper; other architectures are expected to work but
-untested — compare once against `sequence_logprobs`).
+with both and through a peft LoRA wrapper, SmolLM2 (Llama) in tests/test_lm_head.py; other
+architectures are expected to work but untested — compare once against `sequence_logprobs`).
 
 Costs: the linear-layer token count drops from ``Σ_j (P_j + S_j)`` to
 ``Σ_groups (c + Σ_j (P_j - c + S_j))`` (see `prefix_share_stats`); the attention-score count by the
