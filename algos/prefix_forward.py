@@ -11,7 +11,7 @@ rows share a prefix in agent training:
   turns, rows of different tasks.
 
 `layout` groups a call's rows both ways and keeps whichever encodes fewer tokens (or none, when
-sharing would not save any): each group is a set of rows and the number ``c`` of leading prompt
+sharing would save less than a tenth): each group is a set of rows and the number ``c`` of leading prompt
 tokens they all share.
 
 Layout ("KV-cache" variant of Prefix Grouper)
@@ -153,9 +153,9 @@ def layout(prompt_ids_list: Sequence[Sequence[int]], response_ids_list: Sequence
     """The sharing groups of a batch: ``[(rows, shared length), ...]``; rows in none take the plain path.
 
     Rows are grouped by identical prompt and, separately, all together by their common prefix; the
-    grouping that puts fewer tokens through the model wins, and none if neither saves a token.
-    The shared length counts whole shared prompts (the forward feeds their last token with the
-    response, see the module docstring). A grouping must save `MIN_SAVING` of the tokens.
+    grouping that puts fewer tokens through the model wins if it saves at least `MIN_SAVING` of
+    them, else none does. The shared length counts whole shared prompts (the forward feeds their
+    last token with the response, see the module docstring).
     """
     min_share = max(int(min_share), 1)
     plain = _tokens(prompt_ids_list, response_ids_list, [])
