@@ -33,13 +33,15 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def new_cache(model):
-    from transformers import DynamicCache
+def new_cache(model, cls: type | None = None):
+    """An empty `cls` (a DynamicCache or a subclass of it) for `model`."""
+    if cls is None:
+        from transformers import DynamicCache as cls
 
     try:
-        return DynamicCache(config=base_model(model).config)
-    except TypeError:
-        return DynamicCache()
+        return cls(config=base_model(model).config)
+    except TypeError:  # transformers < 4.56
+        return cls()
 
 
 #: Config fields naming a VLM's vision placeholder tokens (see `suppressed_token_ids`).

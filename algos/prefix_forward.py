@@ -86,7 +86,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from agents.forward import base_model, cache_kwarg, sequence_logprobs, suppressed_token_ids
+from agents.forward import base_model, cache_kwarg, new_cache, sequence_logprobs, suppressed_token_ids
 from agents.lm_head import head_inputs, selective_logprobs
 from algos.batching import prompt_groups
 
@@ -172,6 +172,11 @@ def layout(prompt_ids_list: Sequence[Sequence[int]], response_ids_list: Sequence
 # the cache and checkpointing
 
 
+#: Whether this transformers' DynamicCache keeps per-layer objects, which `_PrefixCache` reads when
+#: frozen (transformers >= 4.56); older ones keep the growing cache and cannot share under checkpointing.
+_FREEZABLE = hasattr(DynamicCache(), "layers")
+
+
 class _PrefixCache(DynamicCache):
     """A DynamicCache that, once `frozen`, returns prefix + new states and stores nothing.
 
@@ -186,13 +191,6 @@ class _PrefixCache(DynamicCache):
             return super().update(key_states, value_states, layer_idx, *args, **kwargs)
         layer = self.layers[layer_idx]
         return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
-
-
-def _new_cache(model) -> _PrefixCache:
-    try:
-        return _PrefixCache(config=base_model(model).config)
-    except TypeError:  # transformers < 4.56
-        return _PrefixCache()
 
 
 def _checkpointing(model) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
@@ -213,7 +211,7 @@ def _supports_sharing(model) -> bool:
     active, layers = _checkpointing(model)
     if not active:
         return True
-    if not layers or not hasattr(DynamicCache(), "layers"):
+    if not layers or not _FREEZABLE:
         return False  # older transformers: a checkpointed layer drops any cache
     for m in layers:
         fn = getattr(m, "_gradient_checkpointing_func", None)
@@ -316,7 +314,7 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[Grou
     pre_ids, pre_attn, pre_pos = pre_ids.to(device), pre_attn.to(device), pre_pos.to(device)
 
     checkpointed, layers = _checkpointing(model)
-    cache = _new_cache(model)
+    cache = new_cache(model, _PrefixCache)
     with _layer_attrs(checkpointed, "gradient_checkpointing", False):  # one row per group: no need to checkpoint
         model(input_ids=pre_ids, attention_mask=pre_attn, position_ids=pre_pos, use_cache=True,
               logits_to_keep=1, **{cache_kwarg(model): cache})
@@ -347,7 +345,7 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[Grou
     ids, attn, pos, mask, tgt = (t.to(device) for t in (ids, attn, pos, mask, tgt))
 
     cache.batch_select_indices(g_t.to(device))
-    cache.frozen = hasattr(cache, "layers")  # transformers < 4.56 keeps the growing cache (no checkpointing there)
+    cache.frozen = _FREEZABLE
     with head_inputs(model) as seen, _layer_attrs(layers, "_can_checkpoint_with_cache", True):
         model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=not checkpointed,
               **{cache_kwarg(model): cache})

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,18 +79,25 @@ def smollm2_folder() -> Path | None:
     return Path(spec.submodule_search_locations[0]) if spec else None
 
 
-#: variant -> (log-prob function, model.gradient_checkpointing, token budget per micro-batch,
-#: model.dtype, shared prefix): what groupwise had, the chunked LM head alone, with the trainer's
-#: default checkpointing (on for loaded models), and so on. The bfloat16 variants run on loaded
-#: models only (the tiny model trains all its weights).
-VARIANTS = {"old": ("old", "off", None, "float32", False), "chunked": ("new", "off", None, "float32", False),
-            "new": ("new", "auto", None, "float32", False),
-            "new-2k": ("new", "auto", 2048, "float32", False),  # ... and micro-batches of at most 2,048 padded tokens
-            "new-bf16": ("new", "auto", None, "bfloat16", False),  # ... with the frozen weights in bfloat16
-            "bf16-nockpt": ("new", "off", None, "bfloat16", False),  # ... without gradient checkpointing
+class Variant(NamedTuple):
+    forward: str  # "old" (the full-softmax forward above) or "new" (agents/lm_head.py)
+    checkpointing: str  # model.gradient_checkpointing
+    budget: int | None  # rl/sft max_tokens_per_micro_batch
+    dtype: str  # model.dtype; bfloat16 runs on loaded models only (the tiny model trains all its weights)
+    shared: bool  # encode the prompt prefix the rows share once (rl.shared_prefix)
+
+
+#: What groupwise had, the chunked LM head alone, with the trainer's default checkpointing (on for
+#: loaded models), and so on.
+VARIANTS = {"old": Variant("old", "off", None, "float32", False),
+            "chunked": Variant("new", "off", None, "float32", False),
+            "new": Variant("new", "auto", None, "float32", False),
+            "new-2k": Variant("new", "auto", 2048, "float32", False),  # ... and micro-batches of at most 2,048 padded tokens
+            "new-bf16": Variant("new", "auto", None, "bfloat16", False),  # ... with the frozen weights in bfloat16
+            "bf16-nockpt": Variant("new", "off", None, "bfloat16", False),  # ... without gradient checkpointing
             # the trainer's default: the instruction prefix the rows share is encoded once
-            "shared": ("new", "auto", None, "float32", True),
-            "shared-bf16": ("new", "auto", None, "bfloat16", True)}
+            "shared": Variant("new", "auto", None, "float32", True),
+            "shared-bf16": Variant("new", "auto", None, "bfloat16", True)}
 
 
 def load(model: str, checkpointing: str, dtype: str, out: Path) -> tuple[Any, bool, Any]:
@@ -193,7 +200,7 @@ def run(models: Sequence[str], jobs: Sequence[str], variants: Sequence[str], row
     results = []
     for model in models:
         for job in jobs:
-            for variant in (v for v in variants if model != "tiny" or VARIANTS[v][3] == "float32"):
+            for variant in (v for v in variants if model != "tiny" or VARIANTS[v].dtype == "float32"):
                 cmd = [sys.executable, __file__, "--child", model, variant, job, "--rows", str(rows_n),
                        "--sft-rows", str(sft_rows)]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
