@@ -3,6 +3,7 @@ default), a training checkpoint, and the vllm rollout engine beside it."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ def load_policy(cfg: TrainConfig, out: Path, compact_prompt: bool = False) -> An
 
         lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
                           target_modules="all-linear", task_type="CAUSAL_LM")
-        policy.model = get_peft_model(policy.model, lora)
+        with warnings.catch_warnings():  # peft 0.21 reads transformers 5's deprecated is_gradient_checkpointing
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            policy.model = get_peft_model(policy.model, lora)
     if cfg.model.freeze_vision:
         if not policy.is_vlm:
             raise ConfigError("model.freeze_vision is set but the policy is a text model (it has no vision tower)")

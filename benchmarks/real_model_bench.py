@@ -188,7 +188,7 @@ def child(model: str, variant: str, job: str, rows_n: int, sft_rows: int) -> dic
     trainable = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
     return {"model": model, "variant": variant, "dtype": dtype, "job": job, "rows": n,
             "vocab": policy.model.config.vocab_size,
-            "checkpointing": bool(getattr(policy.model, "is_gradient_checkpointing", False)),
+            "checkpointing": any(getattr(m, "gradient_checkpointing", False) for m in policy.model.modules()),
             "trainable_params": trainable, "tokens": sum(len(r.prompt_ids) + len(r.response_ids) for r in rows),
             "seconds": round(seconds, 2), "rows_per_s": round(n / seconds, 2),
             "rss_before_gb": round(before, 3), "peak_rss_gb": round(_status("VmHWM"), 3),

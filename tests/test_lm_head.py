@@ -148,7 +148,7 @@ def test_gradient_checkpointing_is_on_for_loaded_models_and_keeps_the_gradients(
         cfg = apply_overrides(TrainConfig(), [f"model.path={tiny_model_dir}", "model.lora=off",
                                               f"model.gradient_checkpointing={mode}"])
         policy = load_policy(cfg, tmp_path)
-        assert policy.model.is_gradient_checkpointing == (mode == "on")
+        assert policy.model.is_activation_checkpointing == (mode == "on")
         policy.model.train()
         prompts, responses = _rows(policy.model.config.vocab_size, (9, 14), (6, 3))
         lp, _, _ = sequence_logprobs(policy.model, prompts, responses, policy.pad_token_id)
@@ -157,4 +157,4 @@ def test_gradient_checkpointing_is_on_for_loaded_models_and_keeps_the_gradients(
     for n, g in grads["on"].items():
         torch.testing.assert_close(g, grads["off"][n], atol=1e-6, rtol=1e-5)
     auto = load_policy(apply_overrides(TrainConfig(), [f"model.path={tiny_model_dir}"]), tmp_path)
-    assert auto.model.base_model.model.is_gradient_checkpointing  # a loaded model, under LoRA
+    assert auto.model.base_model.model.is_activation_checkpointing  # a loaded model, under LoRA
