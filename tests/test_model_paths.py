@@ -362,9 +362,9 @@ def test_smollm2_eval_with_a_gguf_path_or_folder_and_gguf_file(policy_args, smol
 def test_readme_model_commands_print_a_loadable_path(package):
     if importlib.util.find_spec(package) is None:
         pytest.skip(f"{package} is not installed")
-    use_it = README.split("## Use it")[1].split("\n## ")[0]
-    snippets = [s for s in re.findall(r"--model \"\$\(python -c '(.*?)'\)\"", use_it) if package in s]
-    assert snippets, f"the README's Use it section has no --model command for {package}"
+    section = README.split("## Real models")[1].split("\n## ")[0]
+    snippets = [s for s in re.findall(r"--model \"\$\(python -c '(.*?)'\)\"", section) if package in s]
+    assert snippets, f"the README's Real models section has no --model command for {package}"
     for code in snippets:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
