@@ -9,8 +9,9 @@ transformers version (the `past_key_values` -> `cache` rename) or wrapper (peft)
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any, Sequence
+from typing import Any, ContextManager, Sequence
 
 import torch
 
@@ -46,6 +47,25 @@ def new_cache(model, cls: type | None = None):
 
 #: Config fields naming a VLM's vision placeholder tokens (see `suppressed_token_ids`).
 _VISION_TOKEN_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def adapter_autocast(model) -> ContextManager:
+    """Mixed precision for a half-precision model that trains float32 adapters (model.dtype=bfloat16
+    with LoRA): the adapters' matmuls run in the base's dtype under autocast, where peft would
+    otherwise copy every layer's input to float32 and the result back. The adapters' weights, their
+    gradients and AdamW's steps stay float32; autocast casts the small weights per call. Any other
+    model gets a no-op context."""
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
+    trained = {p.dtype for p in model.parameters() if p.requires_grad}
+    low = frozen & {torch.bfloat16, torch.float16}
+    if len(low) != 1 or trained != {torch.float32}:
+        return contextlib.nullcontext()
+    from peft.helpers import disable_input_dtype_casting
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast(next(model.parameters()).device.type, dtype=low.pop()))
+    stack.enter_context(disable_input_dtype_casting(model))
+    return stack
 
 
 def suppressed_token_ids(model) -> list[int]:
@@ -141,7 +161,7 @@ def sequence_logprobs(
 
         position_ids, _ = mrope_position_ids(model, ids, attn, image_grid_thw)
         extra = {"pixel_values": pixel_values.to(device), "image_grid_thw": image_grid_thw.to(device)}
-    with head_inputs(model) as seen:  # the decoder runs; the LM head is applied below, to responses only
+    with head_inputs(model) as seen, adapter_autocast(model):  # the LM head is applied below, to responses only
         model(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False, logits_to_keep=keep,
               **extra)
     hidden = seen[-1][:, -keep:]  # [B, keep, H]; column j predicts token lo + j + 1

@@ -32,7 +32,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .forward import base_model, cache_kwarg, left_pad, new_cache, sequence_logprobs, suppress_tokens, suppressed_token_ids
+from .forward import (adapter_autocast, base_model, cache_kwarg, left_pad, new_cache, sequence_logprobs, suppress_tokens,
+                      suppressed_token_ids)
 from .model_files import (ChatTemplateError, UnsupportedModelError, gguf_support, missing_chat_template_message,
                           resolve_chat_template, resolve_dtype, resolve_model_path, set_chat_template)
 from .policy import Generation, Request, SamplingParams
@@ -262,7 +263,7 @@ class HFPolicy:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), adapter_autocast(self.model):
                 return self._generate_batch(prompts, sampling, generator, pixel_inputs)
         finally:
             self.model.train(was_training)

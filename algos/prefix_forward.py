@@ -86,7 +86,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from agents.forward import base_model, cache_kwarg, new_cache, sequence_logprobs, suppressed_token_ids
+from agents.forward import (adapter_autocast, base_model, cache_kwarg, new_cache, sequence_logprobs,
+                            suppressed_token_ids)
 from agents.lm_head import head_inputs, selective_logprobs
 from algos.batching import prompt_groups
 
@@ -315,7 +316,8 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[Grou
 
     checkpointed, layers = _checkpointing(model)
     cache = new_cache(model, _PrefixCache)
-    with _layer_attrs(checkpointed, "gradient_checkpointing", False):  # one row per group: no need to checkpoint
+    # one row per group: no need to checkpoint
+    with _layer_attrs(checkpointed, "gradient_checkpointing", False), adapter_autocast(model):
         model(input_ids=pre_ids, attention_mask=pre_attn, position_ids=pre_pos, use_cache=True,
               logits_to_keep=1, **{cache_kwarg(model): cache})
 
@@ -346,7 +348,7 @@ def _shared_forward(model, prompt_ids_list, response_ids_list, groups: list[Grou
 
     cache.batch_select_indices(g_t.to(device))
     cache.frozen = _FREEZABLE
-    with head_inputs(model) as seen, _layer_attrs(layers, "_can_checkpoint_with_cache", True):
+    with head_inputs(model) as seen, _layer_attrs(layers, "_can_checkpoint_with_cache", True), adapter_autocast(model):
         model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=not checkpointed,
               **{cache_kwarg(model): cache})
     hidden = seen[-1]  # [N, Sm, H]; column first_n + t predicts response token t of row n
