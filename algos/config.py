@@ -175,6 +175,9 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             if not sep or not key:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
             tp = _field_type(root, key.split("."))
+            if text == "null" and _strip_optional(tp) is str and not _is_optional(tp):
+                raise ConfigError(f"{key}=null: {key} is a string and cannot be null; an empty value "
+                                  f"({key}=) clears it")
             section = _dataclass_in(tp) is not None
             OmegaConf.update(conf, key, _value(text, tp), merge=section)
         return _build(root, conf)
@@ -289,9 +292,11 @@ def _named_errors(root: type) -> Iterator[None]:
 
 
 def _value(text: str, tp: Any) -> Any:
-    """An override's value: the text as typed for str and Literal fields, else parsed as YAML by
-    OmegaConf (`1e-5` is a float there, unlike in PyYAML)."""
+    """An override's value: null for an optional field, the text as typed for str and Literal fields,
+    else parsed as YAML by OmegaConf (`1e-5` is a float there, unlike in PyYAML)."""
     plain = _strip_optional(tp)
+    if text == "null" and _is_optional(tp):
+        return None
     if plain is str or (get_origin(plain) is Literal and text in get_args(plain)):
         return text
     if not text:

@@ -45,6 +45,17 @@ def paired_gain(summary: dict) -> dict:
             "z": float(d.mean() / se) if se and se > 0 else math.nan}
 
 
+def by_task_type(summary: dict) -> dict[str, list[float]]:
+    """{type: [start, final]} success per task type, for envs that report one (ALFWorld's task types,
+    NumberLine's side of the target): a gain made of one kind of task shows here."""
+    curve = summary.get("eval_curve") or []
+    if len(curve) < 2:
+        return {}
+    first, last = curve[0], curve[-1]
+    return {k.removeprefix("success/"): [first[k], last[k]] for k in sorted(first)
+            if k.startswith("success/") and k in last}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a groupwise train run folder (with summary.json)")
@@ -60,7 +71,8 @@ def main() -> None:
     model = args.model or config["model"]["path"] or "tiny (built from scratch)"
     report = {"model": model, "env": summary["env"], "algo": summary["algo"], **gain,
               "iterations": summary["iterations"], "wall_minutes": round(summary["seconds"] / 60, 1),
-              "peak_rss_gb": summary.get("peak_rss_gb"), "run": str(args.run)}
+              "peak_rss_gb": summary.get("peak_rss_gb"), "by_task_type": by_task_type(summary),
+              "run": str(args.run)}
     lines = [f"# {args.name}: {model} on {summary['env']} ({summary['algo']})", "",
              "| evaluation tasks | start (SFT) | after RL | paired difference | SE | 95% CI | difference / SE |",
              "|---|---|---|---|---|---|---|",
@@ -70,6 +82,7 @@ def main() -> None:
              f"{report['iterations']} RL iterations, {report['wall_minutes']} min, trainer peak RSS "
              f"{report['peak_rss_gb']} GB. The same evaluation tasks before and after (per-task outcomes of the run's "
              f"summary.json), apart from SFT and training tasks (seeds.json).", "",
+             *_task_type_lines(report["by_task_type"]),
              "settings: " + json.dumps({k: config[k] for k in ("model", "env", "sft", "rl", "algo", "eval") if k in config})]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
@@ -78,6 +91,13 @@ def main() -> None:
     plot_runs({f"{model} ({summary['algo']})": curve}, args.out / f"{args.name}.png",
               title=f"{args.name}: evaluation success", xlabel="iteration", ylabel="success")
     print("\n".join(lines))
+
+
+def _task_type_lines(kinds: dict[str, list[float]]) -> list[str]:
+    if not kinds:
+        return []
+    return ["| task type | start | after RL |", "|---|---|---|",
+            *(f"| {k} | {a:.3f} | {b:.3f} |" for k, (a, b) in kinds.items()), ""]
 
 
 if __name__ == "__main__":

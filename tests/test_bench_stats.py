@@ -133,3 +133,34 @@ def test_evaluation_reports_failed_episodes_apart_from_the_policy(tmp_path):
     assert metrics["failed_episodes"] == 1.0 and outcomes["failed"] == [0, 1, 0]
     # the expert wins the two episodes that played: the failed one does not count against it
     assert outcomes["success"] == [1.0, None, 1.0] and metrics["success"] == 1.0
+
+
+def test_learning_report_pairs_start_and_final_and_breaks_the_gain_down_by_task_type(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    seeds = list(range(2_000, 2_008))
+    start = [1, 0, 1, 0, 0, 0, 1, 0]  # 3/8
+    final = [1, 1, 1, 0, 1, 1, 1, 0]  # 6/8: three tasks gained, none lost
+    curve = [{"iteration": 0, "success": 0.375, "success/target below": 0.5, "success/target above": 0.25},
+             {"iteration": 4, "success": 0.75, "success/target below": 1.0, "success/target above": 0.5}]
+    summary = {"env": "numberline", "algo": "gigpo", "iterations": 4, "seconds": 120.0, "peak_rss_gb": 1.5,
+               "eval_curve": curve, "eval_tasks": {"0": {"seed": seeds, "success": start},
+                                                   "4": {"seed": seeds, "success": final}}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"path": None}, "env": {"id": "numberline"}}))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_report.py"
+    subprocess.run([sys.executable, str(script), str(run), "--name", "t", "--out", str(tmp_path / "out")],
+                   check=True, capture_output=True)
+    report = json.loads((tmp_path / "out" / "t.json").read_text())
+    assert report["episodes"] == 8 and report["paired_diff"] == pytest.approx(3 / 8)
+    d = np.array(final) - np.array(start)
+    assert report["paired_se"] == pytest.approx(d.std(ddof=1) / math.sqrt(8))
+    assert report["by_task_type"] == {"target above": [0.25, 0.5], "target below": [0.5, 1.0]}
+    md = (tmp_path / "out" / "t.md").read_text()
+    assert "| target below | 0.500 | 1.000 |" in md and (tmp_path / "out" / "t.png").stat().st_size > 0

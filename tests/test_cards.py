@@ -303,6 +303,16 @@ def test_numberline_expert_wins_and_starts_differ():
         assert info["won"] and total == 1.0
 
 
+def test_numberline_reports_the_side_of_the_target_for_the_whole_episode():
+    env = NumberLineEnv(max_position=5, obs_mode="text")
+    _, info = env.reset(options={"current": 2, "target": 0})
+    assert info["task_type"] == "target below"
+    # overshooting past the target does not change the episode's kind
+    assert [s[4]["task_type"] for s in play(env, ["+", "+", "+"])] == ["target below"] * 3
+    _, info = env.reset(options={"current": 1, "target": 4})
+    assert info["task_type"] == "target above" and env.step("+")[4]["task_type"] == "target above"
+
+
 def test_numberline_image_tracks_state():
     env = NumberLineEnv(max_position=8)
     start, _ = env.reset(options={"current": 4, "target": 1})

@@ -318,3 +318,14 @@ def test_train_config_refuses_values_out_of_range(override):
     assert msg.startswith(f"{key}=") and "out of range: it must be" in msg and "\n" not in msg
     shown = msg.split(" ")[0].partition("=")[2]
     assert shown == "nan" if value == "nan" else float(shown) == float(value)
+
+
+def test_null_clears_an_optional_string_and_is_refused_for_a_plain_one():
+    from algos.train_config import TrainConfig
+
+    cfg = apply_overrides(TrainConfig(), ["eval.split=test", "eval.split=null"])
+    assert cfg.eval.split is None  # not the four-letter split name "null"
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(TrainConfig(), ["model.gguf_file=null"])
+    assert "model.gguf_file is a string and cannot be null" in str(e.value) and "(model.gguf_file=)" in str(e.value)
+    assert apply_overrides(TrainConfig(), ["model.gguf_file="]).model.gguf_file == ""

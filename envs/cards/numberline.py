@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PIL import ImageDraw
 
 from envs.cards.base import _CardGameEnv, _check_int
@@ -14,7 +16,9 @@ class NumberLineEnv(_CardGameEnv):
     Both lie in [0, max_position] and differ at the start. Rewards (gym-cards): +1 on reaching the
     target (episode ends), -1 for a move that does not bring current closer (including bumping
     into an end of the line and any text that is not "+" or "-"), else 0. The episode is truncated
-    after 2 * max_position steps.
+    after 2 * max_position steps. `info["task_type"]` says on which side of the start the target
+    lies ("target below" or "target above"), so success is reported per side: a policy that always
+    moves one way wins about half the games, all on one side.
     """
 
     ACTIONS = ("-", "+")
@@ -30,6 +34,7 @@ class NumberLineEnv(_CardGameEnv):
         super().__init__(obs_mode, image_size, 2 * self.max_position if max_steps is None else max_steps,
                          render_mode)
         self.current = self.target = 0
+        self._side = ""
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Random distinct start and target, or `options={"current": c, "target": t}`."""
@@ -41,6 +46,7 @@ class NumberLineEnv(_CardGameEnv):
             self.current, self.target = (int(v) for v in self.np_random.choice(self.max_position + 1, 2,
                                                                                 replace=False))
         self._steps, self._started, self._over = 0, True, self.current == self.target
+        self._side = "target below" if self.target < self.current else "target above"
         return self._obs(), self._info(valid_action=True, won=self._over)
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
@@ -59,6 +65,9 @@ class NumberLineEnv(_CardGameEnv):
         """Step toward the target."""
         self._require_started()
         return "+" if self.target > self.current else "-"
+
+    def _info(self, valid_action: bool, won: bool = False, **extra: Any) -> dict:
+        return super()._info(valid_action, won=won, task_type=self._side, **extra)
 
     @property
     def task(self) -> str:
