@@ -46,7 +46,8 @@ class NumberLineEnv(_CardGameEnv):
             self.current, self.target = (int(v) for v in self.np_random.choice(self.max_position + 1, 2,
                                                                                 replace=False))
         self._steps, self._started, self._over = 0, True, self.current == self.target
-        self._side = "target below" if self.target < self.current else "target above"
+        self._side = ("target below" if self.target < self.current else "target above" if self.target > self.current
+                      else "at the target")
         return self._obs(), self._info(valid_action=True, won=self._over)
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
