@@ -252,7 +252,7 @@ def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
         lines.append(
             f"| {model} | {r['vocab']:,} | {job} | {r['rows']} | {r['tokens']:,} | {variant} | {r['peak_rss_gb']:.2f} | "
             f"{r['peak_above_gb']:.2f} | {r['seconds']:.1f} | {r['rows_per_s']:.2f} | {versus} |")
-    threads = next(r["threads"] for r in results if not r.get("oom"))
+    threads = next((r["threads"] for r in results if not r.get("oom")), "unknown (every job was killed)")
     lines += ["", f"CPU: {_cpu()}; torch threads {threads}; load average at the end {os.getloadavg()[0]:.1f}; "
               f"bench wall time {wall:.0f} s. Generation tokens/s (hf vs vllm): benchmarks/results/vllm-bench.md."]
     text = "\n".join(lines) + "\n"
