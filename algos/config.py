@@ -9,7 +9,9 @@ dataclass, whose `__post_init__` checks run. This module keeps what OmegaConf la
 - errors that name the full dotted key and teach: an unknown key suggests the closest full key and
   lists the valid keys at its level; a type error says the type the field holds;
 - a str or Literal field takes the text as typed (YAML would read `run_name=yes` as True);
-- a dict-typed field given a mapping is replaced, while a section given one is updated;
+- a dict-typed field given a mapping is replaced, while a section given one is updated; a dotted
+  key into a dict field sets one entry (`env.kwargs.max_steps=4`; refused while the field is null);
+- `{size:6}` (no space after the colon, one key to YAML) is an error that shows `{size: 6}`;
 - declared numeric ranges, as field metadata that any dataclass tool carries along:
 
     group_size: int = ranged(8, ge=1)       # = dataclasses.field(default=8, metadata={"range": Range(ge=1)})
@@ -174,6 +176,8 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             key, text = key.strip(), text.strip()
             if not sep or not key:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
+            if entry := _dict_entry(root, conf, key):
+                key, text = entry[0], show_value({**entry[1], entry[2]: _value(text, Any)})
             tp = _field_type(root, key.split("."))
             if text == "null" and _strip_optional(tp) is str and not _is_optional(tp):
                 raise ConfigError(f"{key}=null: {key} is a string and cannot be null; an empty value "
@@ -301,7 +305,31 @@ def _value(text: str, tp: Any) -> Any:
         return text
     if not text:
         return ""
-    return OmegaConf.from_dotlist([f"v={text}"])["v"]
+    value = OmegaConf.from_dotlist([f"v={text}"])["v"]
+    glued = [k for k, v in value.items() if v is None and ":" in str(k)] if OmegaConf.is_dict(value) else []
+    if glued:  # YAML reads {size:6} as the key 'size:6' with no value
+        raise ConfigError(f"{text}: {glued[0]!r} reads as one key with no value; YAML needs a space after "
+                          f"the colon ({{{str(glued[0]).replace(':', ': ', 1)}}})")
+    return value
+
+
+def _dict_entry(root: type, conf: Any, key: str) -> tuple[str, dict, str] | None:
+    """For `env.kwargs.size` where `env.kwargs` is a dict field: ('env.kwargs', its current dict,
+    'size'), so one entry can be set; None for every other key."""
+    parts = key.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            tp = _strip_optional(_field_type(root, parts[:i]))
+        except ConfigError:
+            continue
+        if tp is dict or get_origin(tp) is dict:
+            field, current = ".".join(parts[:i]), OmegaConf.select(conf, ".".join(parts[:i]))
+            if current is None:  # null may stand for defaults elsewhere (env.kwargs): one entry would drop them
+                raise ConfigError(f"{key}: {field} is null, so there is no mapping to set one entry of; "
+                                  f"give the whole mapping, e.g. {field}={{{parts[i]}: ...}}")
+            return field, dict(current), ".".join(parts[i:])
+        return None
+    return None
 
 
 def _leaves(root: type, cls: type, data: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:

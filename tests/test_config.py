@@ -329,3 +329,24 @@ def test_null_clears_an_optional_string_and_is_refused_for_a_plain_one():
         apply_overrides(TrainConfig(), ["model.gguf_file=null"])
     assert "model.gguf_file is a string and cannot be null" in str(e.value) and "(model.gguf_file=)" in str(e.value)
     assert apply_overrides(TrainConfig(), ["model.gguf_file="]).model.gguf_file == ""
+
+
+def test_dotted_key_sets_one_entry_of_a_dict_field():
+    cfg = apply_overrides(Cfg(), ["env_kwargs={size: 6, boxes: 1}", "env_kwargs.size=7", "env_kwargs.steps=20"])
+    assert cfg.env_kwargs == {"size": 7, "boxes": 1, "steps": 20}
+    with pytest.raises(ConfigError, match="env_kwargs"):  # the entry is still checked against dict[str, int]
+        apply_overrides(Cfg(), ["env_kwargs.size=big"])
+
+
+def test_dotted_key_into_a_null_dict_asks_for_the_whole_mapping():
+    from algos.train_config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"env.kwargs is null.*env.kwargs=\{size: \.\.\.\}"):
+        apply_overrides(TrainConfig(), ["env.kwargs.size=7"])  # null means Sokoban's defaults here
+    cfg = apply_overrides(TrainConfig(), ["env.id=numberline", "env.kwargs={obs_mode: text}", "env.kwargs.max_steps=4"])
+    assert cfg.env.options() == {"obs_mode": "text", "max_steps": 4}
+
+
+def test_mapping_without_space_after_colon_is_explained():
+    with pytest.raises(ConfigError, match=r"space after the colon \(\{size: 6\}\)"):
+        apply_overrides(Cfg(), ["env_kwargs={size:6}"])
