@@ -87,10 +87,24 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
-    curve = [(e["iteration"], e["success"]) for e in summary["eval_curve"]]
-    plot_runs({f"{model} ({summary['algo']})": curve}, args.out / f"{args.name}.png",
-              title=f"{args.name}: evaluation success", xlabel="iteration", ylabel="success")
+    plot_runs(_curves(args.run, summary, f"{model} ({summary['algo']})"), args.out / f"{args.name}.png",
+              title=f"{args.name}: success", xlabel="iteration", ylabel="success")
     print("\n".join(lines))
+
+
+def _curves(run: Path, summary: dict, label: str) -> dict[str, list[tuple[float, float]]]:
+    """The evaluations (all tasks and per task type) and, lighter, each iteration's training rollouts
+    (metrics.jsonl), which show the path between two evaluations."""
+    evals = summary["eval_curve"]
+    curves = {f"{label}: evaluation": [(e["iteration"], e["success"]) for e in evals]}
+    for kind in by_task_type(summary):
+        curves[f"evaluation, {kind}"] = [(e["iteration"], e[f"success/{kind}"]) for e in evals if f"success/{kind}" in e]
+    metrics = run / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    rollouts = [(r["iteration"], r["rollout/success"]) for r in rows if "rollout/success" in r]
+    if rollouts:
+        curves["training rollouts (each iteration's tasks)"] = rollouts
+    return curves
 
 
 def _task_type_lines(kinds: dict[str, list[float]]) -> list[str]:
