@@ -223,7 +223,7 @@ def _train(cfg: TrainConfig, resume: bool, overrides: Sequence[str] = ()) -> dic
                 _warm_start(cfg, policy, pool, prompt, logger, trainer)  # ends with trainer.sync_weights()
             ev = _evaluate(policy, eval_pool, prompt, cfg, history, 0)
             logger.log(0, {f"eval/{k}": v for k, v in ev.items()})
-            _say(f"evaluation before RL: success {ev['success']:.3f} on {cfg.eval.episodes} rooms")
+            _say(f"evaluation before RL: success {ev['success']:.3f} on {cfg.eval.episodes} tasks")
             _save(ckpt_dir, cfg, 0, policy.model, trainer, history)
 
         interrupted = _run_iterations(cfg, trainer, policy, eval_pool, prompt, logger, history, start, ckpt_dir,
@@ -443,7 +443,7 @@ def _finish(cfg: TrainConfig, out: Path, policy: Any, history: dict[str, Any], i
         (policy.processor or policy.tokenizer).save_pretrained(final)
         plot_curves(out / "metrics.jsonl", ["eval/success", "rollout/success"], out / "success.png",
                     title=f"{cfg.algo.estimator().name} on {cfg.env.id}")
-        print(f"success on {cfg.eval.episodes} evaluation rooms: before RL {summary['success_before_rl']:.3f}"
+        print(f"success on {cfg.eval.episodes} evaluation tasks: before RL {summary['success_before_rl']:.3f}"
               f" -> after RL {summary['success_after_rl']:.3f}  ({seconds / 60:.1f} min)")
         print(f"model: {final}   curves: {out / 'success.png'}   metrics: {out / 'metrics.jsonl'}")
     return summary
