@@ -100,7 +100,8 @@ VARIANTS = {"old": Variant("old", "off", None, "float32", False),
             # the trainer's default: the instruction prefix the rows share is encoded once
             "shared": Variant("new", "auto", None, "float32", True),
             "shared-bf16": Variant("new", "auto", None, "bfloat16", True),
-            "shared-nockpt": Variant("new", "off", None, "float32", True)}  # shared without gradient checkpointing
+            "shared-nockpt": Variant("new", "off", None, "float32", True),  # shared without gradient checkpointing
+            "shared-nockpt-2k": Variant("new", "off", 2048, "float32", True)}  # ... in micro-batches of <= 2,048 tokens
 
 
 def load(model: str, checkpointing: str, dtype: str, out: Path) -> tuple[Any, bool, Any]:
@@ -236,7 +237,7 @@ def report(results: list[dict[str, Any]], out: Path, wall: float) -> str:
              "adapters and log-probs float32; loaded models only); **bf16-nockpt** = that without checkpointing; "
              "**shared** / **shared-bf16** = new / new-bf16 with the prompt prefix the rows share encoded once "
              "(rl.shared_prefix, the trainer's default; the others use the plain forward); **shared-nockpt** = "
-             "shared without checkpointing. "
+             "shared without checkpointing; **shared-nockpt-2k** = that in micro-batches of at most 2,048 padded tokens. "
              "Peak = the kernel's RSS high-water mark during the job; 'above' = peak minus the RSS just before it (model and rows loaded).", "",
              "| model | vocab | job | rows | tokens | variant | peak RSS GB | above GB | seconds | rows/s | "
              "memory above vs old | speed vs old |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
