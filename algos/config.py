@@ -327,7 +327,10 @@ def _dict_entry(root: type, conf: Any, key: str) -> tuple[str, dict, str] | None
             if current is None:  # null may stand for defaults elsewhere (env.kwargs): one entry would drop them
                 raise ConfigError(f"{key}: {field} is null, so there is no mapping to set one entry of; "
                                   f"give the whole mapping, e.g. {field}={{{parts[i]}: ...}}")
-            return field, dict(current), ".".join(parts[i:])
+            if len(parts) > i + 1:
+                raise ConfigError(f"{key}: a dotted key sets one entry of {field}; give a nested value as a "
+                                  f"mapping, e.g. {field}.{parts[i]}={{{parts[i + 1]}: ...}}")
+            return field, dict(current), parts[i]
         return None
     return None
 

@@ -93,7 +93,7 @@ def main() -> None:
 
 
 def _curves(run: Path, summary: dict, label: str) -> dict[str, list[tuple[float, float]]]:
-    """The evaluations (all tasks and per task type) and, lighter, each iteration's training rollouts
+    """The evaluations (all tasks and per task type) and each iteration's training rollouts
     (metrics.jsonl), which show the path between two evaluations."""
     evals = summary["eval_curve"]
     curves = {f"{label}: evaluation": [(e["iteration"], e["success"]) for e in evals]}

@@ -336,6 +336,8 @@ def test_dotted_key_sets_one_entry_of_a_dict_field():
     assert cfg.env_kwargs == {"size": 7, "boxes": 1, "steps": 20}
     with pytest.raises(ConfigError, match="env_kwargs"):  # the entry is still checked against dict[str, int]
         apply_overrides(Cfg(), ["env_kwargs.size=big"])
+    with pytest.raises(ConfigError, match=r"one entry of env_kwargs.*env_kwargs.size=\{w: \.\.\.\}"):
+        apply_overrides(Cfg(), ["env_kwargs.size.w=1"])
 
 
 def test_dotted_key_into_a_null_dict_asks_for_the_whole_mapping():
