@@ -176,9 +176,13 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             key, text = key.strip(), text.strip()
             if not sep or not key:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
-            if entry := _dict_entry(root, conf, key):
-                key, text = entry[0], show_value({**entry[1], entry[2]: _value(text, Any)})
-            tp = _field_type(root, key.split("."))
+            parts = key.split(".")
+            tp = _field_type(root, parts)
+            parent = ".".join(parts[:-1])
+            if parent and _is_mapping(_field_type(root, parts[:-1])) and OmegaConf.select(conf, parent) is None:
+                # null may stand for defaults elsewhere (env.kwargs): one entry would drop them
+                raise ConfigError(f"{key}: {parent} is null, so there is no mapping to set one entry of; "
+                                  f"give the whole mapping, e.g. {parent}={{{parts[-1]}: ...}}")
             if text == "null" and _strip_optional(tp) is str and not _is_optional(tp):
                 raise ConfigError(f"{key}=null: {key} is a string and cannot be null; an empty value "
                                   f"({key}=) clears it")
@@ -313,28 +317,6 @@ def _value(text: str, tp: Any) -> Any:
     return value
 
 
-def _dict_entry(root: type, conf: Any, key: str) -> tuple[str, dict, str] | None:
-    """For `env.kwargs.size` where `env.kwargs` is a dict field: ('env.kwargs', its current dict,
-    'size'), so one entry can be set; None for every other key."""
-    parts = key.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            tp = _strip_optional(_field_type(root, parts[:i]))
-        except ConfigError:
-            continue
-        if tp is dict or get_origin(tp) is dict:
-            field, current = ".".join(parts[:i]), OmegaConf.select(conf, ".".join(parts[:i]))
-            if current is None:  # null may stand for defaults elsewhere (env.kwargs): one entry would drop them
-                raise ConfigError(f"{key}: {field} is null, so there is no mapping to set one entry of; "
-                                  f"give the whole mapping, e.g. {field}={{{parts[i]}: ...}}")
-            if len(parts) > i + 1:
-                raise ConfigError(f"{key}: a dotted key sets one entry of {field}; give a nested value as a "
-                                  f"mapping, e.g. {field}.{parts[i]}={{{parts[i + 1]}: ...}}")
-            return field, dict(current), parts[i]
-        return None
-    return None
-
-
 def _leaves(root: type, cls: type, data: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
     """(dotted key, value) of every field a nested dict sets; sections given a mapping are walked."""
     hints = _hints(cls)
@@ -388,17 +370,29 @@ def _unknown(root: type, cls: type, key: str, bad_part: str) -> ConfigError:
 
 
 def _field_type(root: type, parts: list[str]) -> Any:
+    """The annotated type of a dotted key; past a dict field, the type of that dict's values (one entry)."""
     cls, tp = root, None
     for i, part in enumerate(parts):
         if cls is None:
             section, key = ".".join(parts[:i]), ".".join(parts)
-            raise ConfigError(f"'{section}' is not a section; cannot set '{key}'")
+            if not _is_mapping(tp):
+                raise ConfigError(f"'{section}' is not a section; cannot set '{key}'")
+            if len(parts) > i + 1:
+                raise ConfigError(f"{key}: a dotted key sets one entry of {section}; give a nested value as a "
+                                  f"mapping, e.g. {section}.{part}={{{parts[i + 1]}: ...}}")
+            args = get_args(_strip_optional(tp))
+            return args[1] if len(args) == 2 else Any
         hints = _hints(cls)
         if part not in hints:
             raise _unknown(root, cls, ".".join(parts), ".".join(parts[: i + 1]))
         tp = hints[part]
         cls = _dataclass_in(tp)
     return tp
+
+
+def _is_mapping(tp: Any) -> bool:
+    tp = _strip_optional(tp)
+    return tp is dict or get_origin(tp) is dict
 
 
 def _type_name(tp: Any) -> str:
