@@ -99,8 +99,10 @@ def _curves(run: Path, summary: dict, label: str) -> dict[str, list[tuple[float,
     curves = {f"{label}: evaluation": [(e["iteration"], e["success"]) for e in evals]}
     for kind in by_task_type(summary):
         curves[f"evaluation, {kind}"] = [(e["iteration"], e[f"success/{kind}"]) for e in evals if f"success/{kind}" in e]
+    from algos.logger import read_jsonl
+
     metrics = run / "metrics.jsonl"
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    rows = read_jsonl(metrics) if metrics.exists() else []
     rollouts = [(r["iteration"], r["rollout/success"]) for r in rows if "rollout/success" in r]
     if rollouts:
         curves["training rollouts (each iteration's tasks)"] = rollouts
